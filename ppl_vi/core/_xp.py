@@ -54,6 +54,7 @@ def _torch_special() -> SimpleNamespace:
         logdet=lambda a: torch.linalg.slogdet(a)[1],
         cholesky=torch.linalg.cholesky,
         solve_triangular_lower=lambda L, b: torch.linalg.solve_triangular(L, b, upper=False),
+        solve_triangular_upper=lambda U, b: torch.linalg.solve_triangular(U, b, upper=True),
     )
 
 
@@ -77,6 +78,7 @@ def _jax_special() -> SimpleNamespace:
         logdet=lambda a: jnp.linalg.slogdet(a)[1],
         cholesky=jnp.linalg.cholesky,
         solve_triangular_lower=lambda L, b: jax.scipy.linalg.solve_triangular(L, b, lower=True),
+        solve_triangular_upper=lambda U, b: jax.scipy.linalg.solve_triangular(U, b, lower=False),
     )
 
 
@@ -91,7 +93,8 @@ def special(*arrays: Any) -> SimpleNamespace:
     SimpleNamespace
         ``digamma, polygamma, gammaln, multigammaln(a, d), logsumexp(x, axis),
         softmax, log_softmax, softplus, sigmoid, log_sigmoid, xlogy, logdet,
-        cholesky, solve_triangular_lower(L, b)``.
+        cholesky, solve_triangular_lower(L, b), solve_triangular_upper(U, b)``
+        (triangular solves take ``b`` of shape ``(..., n, k)``).
     """
     arrays = [a for a in arrays if not isinstance(a, (int, float, bool, complex))]
     if any(is_torch(a) for a in arrays):

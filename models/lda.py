@@ -1,0 +1,90 @@
+"""Latent Dirichlet allocation (Blei, Ng & Jordan 2003) on a flat token list.
+
+Model::
+
+    topics_k ~ Dirichlet(eta * 1_V)            k = 1..K      (plate "topic_plate")
+    doc_topics_d ~ Dirichlet(alpha * 1_K)      d = 1..D      (plate "docs")
+    assignment_t ~ Categorical(doc_topics[doc_ids_t])        (plate "tokens", enumerated)
+    words_t ~ Categorical(topics[assignment_t])              (observed)
+
+The topic plate is called ``"topic_plate"``, not ``"topics"``: Pyro records a plate as a
+trace site of its own name, which would collide with the sample site ``"topics"``.
+:func:`token_counts` gives the document-by-word count matrix that scikit-learn's
+``LatentDirichletAllocation`` takes (``doc_topic_prior = alpha``,
+``topic_word_prior = eta``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+from pyroapi import distributions as dist
+from pyroapi import pyro
+
+from models import ZooModel, register
+from ppl_vi.core._xp import namespace
+
+
+def lda(words, doc_ids, num_docs: int, num_topics: int, vocab_size: int, alpha: float, eta: float):
+    """``words``, ``doc_ids``: (num_tokens,) integer word and document indices."""
+    xp = namespace(words)
+    with pyro.plate("topic_plate", num_topics):
+        topics = pyro.sample("topics", dist.Dirichlet(xp.full((vocab_size,), float(eta))))
+    with pyro.plate("docs", num_docs):
+        doc_topics = pyro.sample("doc_topics", dist.Dirichlet(xp.full((num_topics,), float(alpha))))
+    with pyro.plate("tokens", words.shape[0]):
+        assignment = pyro.sample(
+            "assignment", dist.Categorical(doc_topics[doc_ids]), infer={"enumerate": "parallel"}
+        )
+        pyro.sample("words", dist.Categorical(topics[assignment]), obs=words)
+
+
+def generate_data(
+    seed: int,
+    num_docs: int = 20,
+    num_topics: int = 3,
+    vocab_size: int = 30,
+    doc_length: int = 40,
+    alpha: float = 0.5,
+    eta: float = 0.1,
+) -> dict:
+    """A corpus from LDA's generative process, ``doc_length`` tokens per document."""
+    rng = np.random.default_rng(seed)
+    topics = rng.dirichlet(np.full(vocab_size, eta), size=num_topics)
+    doc_topics = rng.dirichlet(np.full(num_topics, alpha), size=num_docs)
+    doc_ids = np.repeat(np.arange(num_docs), doc_length)
+    cumulative = np.cumsum(doc_topics[doc_ids], axis=-1)
+    assignment = np.minimum((rng.random((doc_ids.shape[0], 1)) > cumulative).sum(-1), num_topics - 1)
+    word_cumulative = np.cumsum(topics[assignment], axis=-1)
+    words = np.minimum((rng.random((doc_ids.shape[0], 1)) > word_cumulative).sum(-1), vocab_size - 1)
+    return {
+        "words": words.astype(np.int64),
+        "doc_ids": doc_ids.astype(np.int64),
+        "num_docs": int(num_docs),
+        "num_topics": int(num_topics),
+        "vocab_size": int(vocab_size),
+        "alpha": float(alpha),
+        "eta": float(eta),
+    }
+
+
+def token_counts(data: Mapping[str, Any]) -> np.ndarray:
+    """Document-by-word counts, shape (num_docs, vocab_size), from the flat tokens."""
+    num_docs, vocab_size = data["num_docs"], data["vocab_size"]
+    flat = np.asarray(data["doc_ids"]) * vocab_size + np.asarray(data["words"])
+    return np.bincount(flat, minlength=num_docs * vocab_size).reshape(num_docs, vocab_size)
+
+
+MODEL = register(
+    ZooModel(
+        name="lda",
+        description="Latent Dirichlet allocation on a synthetic corpus (Dirichlet-Categorical topics)",
+        program=lda,
+        latent_sites=("topics", "doc_topics", "assignment"),
+        conjugate=True,
+        reference="nuts",
+        generate_data=generate_data,
+        extras={"token_counts": token_counts},
+    )
+)

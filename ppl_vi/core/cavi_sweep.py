@@ -1,0 +1,127 @@
+"""One CAVI sweep, the starting point and the stopping rule, written once for both hosts.
+
+A sweep visits the latent sites in ``plan.order`` (continuous sites in program order,
+then the enumerated discrete sites) and sets each ``q_j`` to its exact optimum given the
+others: ``eta_j = grad_{mu_j} F(mu) / scale_j``, ``mu_j = E_{eta_j}[T]``. The host
+supplies ``grad(fn, x)`` (``jax.grad`` or ``torch.autograd.grad``).
+
+Starts (never symmetric): continuous sites start as point masses at a prior draw,
+``mu_j = T(z_j)``; a discrete site that selects the component of continuous
+observations (a mixture) starts from k-means++ seeding followed by a few Lloyd steps on
+those observations (Arthur & Vassilvitskii 2007), any other discrete site from random
+probabilities. Then the continuous sites are swept twice before the first full sweep,
+so the first ELBO is that of a proper ``q``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ppl_vi.core import expfam
+from ppl_vi.core._xp import namespace
+from ppl_vi.core.cavi_objective import LatentSpec, Plan, elbo, expected_log_joint, natural_update
+
+__all__ = ["initial_state", "sweep", "relative_change", "kmeans_plus_plus", "initial_responsibilities"]
+
+Grad = Callable[[Callable[[Any], Any], Any], Any]
+
+
+def _update_site(plan: Plan, name: str, eta: dict, mu: dict, grad: Grad) -> None:
+    spec = plan.latents[name]
+
+    def objective(stats):
+        return expected_log_joint(plan, {**mu, name: stats})
+
+    new_eta = natural_update(spec, tuple(grad(objective, tuple(mu[name]))))
+    eta[name] = new_eta
+    mu[name] = tuple(expfam.family(spec.q_family).mean_from_natural(new_eta))
+
+
+def sweep(plan: Plan, eta: Mapping[str, tuple], mu: Mapping[str, tuple], grad: Grad, names=None) -> tuple[dict, dict, Any]:
+    """Update every site in ``names`` (default ``plan.order``) once; return ``(eta, mu, elbo)``."""
+    eta, mu = dict(eta), dict(mu)
+    for name in plan.order if names is None else names:
+        _update_site(plan, name, eta, mu, grad)
+    return eta, mu, elbo(plan, mu, eta)
+
+
+def relative_change(new: Any, old: Any) -> Any:
+    """``|new - old| / |new|`` (the stopping statistic)."""
+    xp = namespace(new)
+    return xp.abs(new - old) / xp.maximum(xp.abs(new), xp.asarray(1e-300, dtype=new.dtype))
+
+
+def initial_state(plan: Plan, base: Mapping[str, Any], responsibilities: Mapping[str, Any], grad: Grad) -> tuple[dict, dict]:
+    """``(eta, mu)`` after the start described in the module docstring.
+
+    Parameters
+    ----------
+    base : dict
+        Continuous latent name -> host array (a prior draw).
+    responsibilities : dict
+        Discrete latent name -> host array of probabilities, shape ``batch + (K,)``
+        (``batch`` for Bernoulli: the probability of 1).
+    """
+    eta, mu = {}, {}
+    for name, spec in plan.latents.items():
+        fam = expfam.family(spec.q_family)
+        if spec.discrete:
+            r = responsibilities[name]
+            xp = namespace(r)
+            mu[name] = (r,)
+            eta[name] = (xp.log(r / (1.0 - r)),) if spec.q_family == "Bernoulli" else (xp.log(r),)
+        else:
+            mu[name] = tuple(fam.sufficient_stats(base[name]))
+            eta[name] = tuple(0.0 * s for s in mu[name])
+    continuous = [n for n in plan.order if not plan.latents[n].discrete]
+    num_warm = 2 if len(continuous) < len(plan.order) else 0
+    for _ in range(num_warm):
+        eta, mu, _ = sweep(plan, eta, mu, grad, continuous)
+    return eta, mu
+
+
+def kmeans_plus_plus(points: np.ndarray, num_clusters: int, rng: np.random.Generator, num_lloyd: int = 5) -> np.ndarray:
+    """Hard k-means++ labels of ``points`` (N, D) after ``num_lloyd`` Lloyd steps, shape (N,)."""
+    n = points.shape[0]
+    centres = [points[rng.integers(n)]]
+    dist2 = np.sum((points - centres[0]) ** 2, axis=-1)
+    for _ in range(1, num_clusters):
+        total = dist2.sum()
+        pick = rng.integers(n) if total <= 0 else rng.choice(n, p=dist2 / total)
+        centres.append(points[pick])
+        dist2 = np.minimum(dist2, np.sum((points - points[pick]) ** 2, axis=-1))
+    centres = np.stack(centres)
+    for _ in range(num_lloyd + 1):
+        d2 = np.sum(points**2, -1)[:, None] - 2.0 * points @ centres.T + np.sum(centres**2, -1)[None, :]
+        labels = np.argmin(d2, axis=-1)
+        for k in range(num_clusters):
+            members = labels == k
+            if members.any():
+                centres[k] = points[members].mean(0)
+    return labels
+
+
+def initial_responsibilities(plan: Plan, spec: LatentSpec, rng: np.random.Generator, to_numpy: Callable) -> np.ndarray:
+    """Starting probabilities of a discrete site, shape ``batch + (K,)`` (NumPy).
+
+    k-means++ when an observed Normal/MultivariateNormal site is selected by it and its
+    values line up with the site's batch; otherwise Dirichlet(1) draws.
+    """
+    size, batch = spec.support_size, tuple(spec.batch_shape)
+    for term in plan.terms:
+        shape = tuple(term.batch_shape)
+        if term.value[0] != "observed" or term.family not in ("Normal", "MultivariateNormal"):
+            continue
+        if len(shape) < -spec.enum_dim or shape[spec.enum_dim] != size or shape[len(shape) - len(batch) :] != batch:
+            continue
+        points = to_numpy(term.value[1][0]).reshape(int(np.prod(batch)), -1)
+        if points.shape[0] >= size:
+            labels = kmeans_plus_plus(points, size, rng)
+            probs = np.full((points.shape[0], size), 1e-3 / size)
+            probs[np.arange(points.shape[0]), labels] += 1.0 - 1e-3
+            probs = probs.reshape(batch + (size,))
+            return probs[..., 1] if spec.q_family == "Bernoulli" else probs
+    probs = rng.dirichlet(np.ones(size), size=batch)
+    return probs[..., 1] if spec.q_family == "Bernoulli" else probs

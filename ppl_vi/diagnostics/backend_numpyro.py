@@ -1,0 +1,225 @@
+"""NumPyro runners for :mod:`ppl_vi.diagnostics.methods` (SVI, NUTS, CAVI, weights).
+
+jax and numpyro are imported inside the functions, so importing the diagnostics package
+never pulls a backend; only running a method does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ppl_vi.diagnostics.convergence import PlateauTest
+from ppl_vi.diagnostics.methods import MethodResult, Problem
+
+
+def numpyro_program(problem: Problem) -> tuple[Callable[..., Any], tuple, dict]:
+    """``(model, args, kwargs)`` as a NumPyro program (the zoo twin of a Pyro problem)."""
+    if problem.backend == "numpyro":
+        return problem.model, problem.args, problem.kwargs
+    if problem.zoo is None or problem.numpy_data is None:
+        raise ValueError("a user's Pyro program has no NumPyro twin; NumPyro cannot run it")
+    from models import to_backend
+
+    return problem.zoo.numpyro_model, (), to_backend(problem.numpy_data, "numpyro")
+
+
+def inspect_sites(problem: Problem) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(continuous-or-plain latent sites, enumerated discrete sites) of the program."""
+    from numpyro import handlers
+
+    model, args, kwargs = numpyro_program(problem)
+    trace = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **kwargs)
+    latent, enumerated = [], []
+    for name, site in trace.items():
+        if site["type"] != "sample" or site["is_observed"]:
+            continue
+        (enumerated if site["infer"].get("enumerate") else latent).append(name)
+    return tuple(latent), tuple(enumerated)
+
+
+def importance_log_weights(
+    problem: Problem, guide: Callable[..., Any], params: dict, seed: int
+) -> tuple[dict, list]:
+    """Draws ``z ~ q`` and ``log p(x, z) - log q(z)``, for ``problem.num_khat_seeds`` seeds.
+
+    Returns
+    -------
+    (dict, list)
+        Latent site -> ``(1, num_draws, *site_shape)`` draws of the first seed, and one
+        ``(num_draws,)`` array of log weights per seed.
+    """
+    import jax
+    from numpyro import handlers
+    from numpyro.infer.util import log_density
+
+    model, args, kwargs = numpyro_program(problem)
+    sites = problem.latent_sites
+
+    def one(key):
+        guide_key, model_key = jax.random.split(key)
+        guide_logp, guide_trace = log_density(handlers.seed(guide, guide_key), args, kwargs, params)
+        replayed = handlers.seed(handlers.replay(model, guide_trace), model_key)
+        model_logp, _ = log_density(replayed, args, kwargs, {})
+        draws = {s: guide_trace[s]["value"] for s in sites if s in guide_trace}
+        return draws, model_logp - guide_logp
+
+    weigh = jax.jit(jax.vmap(one))
+    keys = jax.random.split(jax.random.PRNGKey(seed), problem.num_khat_seeds)
+    first, log_weights = None, []
+    for key in keys:
+        draws, lw = weigh(jax.random.split(key, problem.num_draws))
+        first = first or {s: np.asarray(v)[None] for s, v in draws.items()}
+        log_weights.append(np.asarray(lw, dtype=float))
+    return first, log_weights
+
+
+def run_svi(
+    problem: Problem, guide_name: str, seed: int, *, plateau: PlateauTest,
+    num_steps: int = 20000, step_size: float = 0.01, num_particles: int = 4,
+    num_decays: int = 2, decay_factor: float = 0.1,
+) -> MethodResult:
+    """NumPyro SVI with ``autoguide.<guide_name>`` and Adam, stopped by the plateau test.
+
+    On each plateau the step size is multiplied by ``decay_factor`` (restarting Adam from
+    the current parameters) until ``num_decays`` decays are used; the next plateau stops.
+    """
+    import jax
+    import numpyro
+    from numpyro import handlers
+    from numpyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, autoguide
+
+    model, args, kwargs = numpyro_program(problem)
+    hidden = list(problem.enumerated_sites)
+    guide = getattr(autoguide, guide_name)(handlers.block(model, hide=hidden) if hidden else model)
+    loss = TraceEnum_ELBO(num_particles=num_particles) if hidden else Trace_ELBO(num_particles=num_particles)
+    fit_key, weight_key = jax.random.split(jax.random.PRNGKey(seed))
+
+    def phase(rate, params):
+        svi = SVI(model, guide, numpyro.optim.Adam(rate), loss)
+        state = svi.init(fit_key, *args, init_params=params, **kwargs)
+        run = jax.jit(lambda s: jax.lax.scan(lambda t, _: svi.update(t, *args, **kwargs), s, None,
+                                             length=plateau.window))
+        return svi, state, run
+
+    svi, state, run_window = phase(step_size, None)
+    losses: list = []
+    phase_start, decays = 0, 0
+    stop_reason = f"reached num_steps={num_steps}"
+    with tqdm(total=num_steps, desc=f"svi:{guide_name}", disable=not problem.progress_bar, leave=False) as bar:
+        while len(losses) < num_steps:
+            state, window_losses = run_window(state)
+            losses.extend(np.asarray(window_losses, dtype=float).tolist())
+            bar.update(plateau.window)
+            if not np.all(np.isfinite(window_losses)):
+                stop_reason = "non-finite loss"
+                break
+            if plateau.converged(-np.asarray(losses[phase_start:])):
+                if decays == num_decays:
+                    stop_reason = f"ELBO plateau at step size {step_size * decay_factor ** decays:.2g}"
+                    break
+                decays += 1
+                phase_start = len(losses)
+                svi, state, run_window = phase(step_size * decay_factor**decays, svi.get_params(state))
+    params = svi.get_params(state)
+    draws, log_weights = importance_log_weights(problem, guide, params, int(weight_key[-1]))
+    return _vi_result(draws, log_weights, -np.asarray(losses), stop_reason.startswith("ELBO plateau"), stop_reason)
+
+
+def _vi_result(draws, log_weights, elbo_trace, converged, stop_reason) -> MethodResult:
+    from ppl_vi.diagnostics.psis import elbo_estimate
+
+    elbo, elbo_se = elbo_estimate(log_weights)
+    result = MethodResult(
+        method="", draws=draws, elbo_trace=elbo_trace, elbo=elbo, log_weights=log_weights,
+        num_iterations=len(elbo_trace), converged=converged, stop_reason=stop_reason,
+        sample_stats={"log_weight": log_weights[0][None]},
+    )
+    result.notes.append(f"ELBO estimated from {sum(map(len, log_weights))} draws (se {elbo_se:.3g})")
+    return result
+
+
+def run_nuts(
+    problem: Problem, seed: int, *, num_warmup: int = 500, num_samples: Optional[int] = None,
+    num_chains: int = 4,
+) -> MethodResult:
+    """NumPyro NUTS, ``num_chains`` chains vectorized; draws and divergences returned."""
+    import jax
+    from numpyro.infer import MCMC, NUTS
+
+    model, args, kwargs = numpyro_program(problem)
+    num_samples = num_samples or problem.num_draws
+    mcmc = MCMC(
+        NUTS(model), num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+        chain_method="vectorized", progress_bar=problem.progress_bar,
+    )
+    mcmc.run(jax.random.PRNGKey(seed), *args, extra_fields=("diverging", "num_steps"), **kwargs)
+    samples = mcmc.get_samples(group_by_chain=True)
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    draws = {s: np.asarray(samples[s]) for s in problem.latent_sites if s in samples}
+    stats = {"diverging": np.asarray(extra["diverging"]), "n_steps": np.asarray(extra["num_steps"])}
+    result = MethodResult(
+        method="nuts", draws=draws, num_iterations=num_warmup + num_samples,
+        stop_reason=f"{num_chains} chains x ({num_warmup} warmup + {num_samples}) draws",
+        sample_stats=stats,
+    )
+    divergences = int(stats["diverging"].sum())
+    if divergences:
+        result.notes.append(f"{divergences} divergent transitions")
+    return result
+
+
+def run_cavi(problem: Problem, seed: int, **options: Any) -> MethodResult:
+    """``ppl_vi.numpyro.CAVI`` through its public API (run, sample_posterior, guide)."""
+    import jax
+
+    from ppl_vi.numpyro import CAVI
+
+    cavi = CAVI(problem.model)
+    fit_key, draw_key, weight_key = jax.random.split(jax.random.PRNGKey(seed), 3)
+    fit = cavi.run(fit_key, *problem.args, progress_bar=problem.progress_bar, **options, **problem.kwargs)
+    sample = cavi.sample_posterior(draw_key, fit, problem.num_draws)
+    draws = {s: np.asarray(sample[s])[None] for s in problem.latent_sites if s in sample}
+    result = _cavi_result(fit, draws)
+    try:
+        result.log_weights = importance_log_weights(problem, cavi.guide(fit), {}, int(weight_key[-1]))[1]
+    except Exception as exc:  # k̂ is a diagnostic; its failure must not discard the fit
+        result.notes.append(f"no k̂: {type(exc).__name__}: {exc}")
+    return result
+
+
+def _cavi_result(fit: Any, draws: dict) -> MethodResult:
+    elbo_trace = np.asarray(fit.elbo, dtype=float)
+    moments = {}
+    for site in draws:
+        try:
+            q = fit.posterior[site]
+            moments[site] = (np.asarray(q.mean), np.sqrt(np.asarray(q.variance)))
+        except (KeyError, NotImplementedError, AttributeError):
+            continue
+    return MethodResult(
+        method="cavi", draws=draws, moments=moments, elbo_trace=elbo_trace,
+        elbo=float(elbo_trace[-1]) if elbo_trace.size else float("nan"),
+        num_iterations=int(getattr(fit, "num_steps", elbo_trace.size)),
+        converged=bool(fit.converged), stop_reason=str(getattr(fit, "stop_reason", "")),
+    )
+
+
+def exact_guide(params: dict) -> Callable[..., Any]:
+    """A NumPyro guide sampling the zoo's closed-form posterior ``params``."""
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    for site, (family, _) in params.items():
+        if not isinstance(site, str) or not hasattr(dist, family):
+            raise NotImplementedError(f"closed form {family!r} of {site!r} is not a NumPyro distribution")
+
+    def guide(*args: Any, **kwargs: Any) -> None:
+        for site, (family, values) in params.items():
+            q = getattr(dist, family)(**{k: jnp.asarray(v) for k, v in values.items()})
+            numpyro.sample(site, q.to_event(len(q.batch_shape)) if q.batch_shape else q)
+
+    return guide

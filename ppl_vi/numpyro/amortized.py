@@ -1,0 +1,313 @@
+"""Amortized VI for NumPyro: encoder guides, the Gaussian-VAE loss, the amortization gap.
+
+Encoders and decoders are pure JAX: a pair ``(apply_fn, params)`` where ``params`` is
+any pytree and ``apply_fn(params, inputs)`` is jit/grad friendly. (Neither flax nor
+equinox is a dependency of ppl_vi; a flax or equinox model is used through its own
+``apply``/``__call__`` written as such a pair.) The formulas are in
+:mod:`ppl_vi.core.vae`; this module adds JAX randomness, NumPyro sites and optax.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+import numpy as np
+import optax
+from numpyro import handlers
+from numpyro.distributions import constraints
+from numpyro.distributions.transforms import biject_to
+from tqdm.auto import tqdm
+
+from ppl_vi.core import vae as core_vae
+
+__all__ = ["AmortizedGuide", "vae_loss", "amortization_gap", "AmortizationGap"]
+
+Encoder = tuple[Callable[[Any, jnp.ndarray], Any], Any]
+
+
+class AmortizedGuide:
+    r"""Encoder guide ``q_φ(z_i | x_i)``, mean-field Normal per local site (math.md §1).
+
+    For every latent site ``z`` inside the plate ``local_plate``,
+    ``q_φ(u_i | x_i) = N(u_i; loc_φ(x_i), diag scale_φ(x_i)²)`` in the site's
+    unconstrained space (``biject_to(site.support)``), where ``(loc, scale)`` is the
+    encoder's output for the plate's current (sub)sample of the data argument. The
+    model's ``plate(local_plate, N, subsample_size=B)`` is reproduced in the guide, so
+    the host ELBO scales the minibatch by ``N/|B|`` (Kingma & Welling 2014).
+
+    Parameters
+    ----------
+    model : callable
+        NumPyro model; its latent sites must all lie inside ``local_plate``, whose
+        dimension is the leftmost batch dimension of each of them.
+    encoder : (apply_fn, params)
+        ``apply_fn(params, x_batch)`` returns ``(loc, scale)`` (one local site) or a
+        dict ``site -> (loc, scale)``; shapes ``(B, *unconstrained_event_shape)``,
+        ``scale > 0``. ``params`` (a pytree) is the initial value of the NumPyro
+        param ``"{prefix}_encoder"``.
+    local_plate : str
+        Name of the data plate.
+    data_arg : int or str
+        Which model argument holds the data (position or keyword); the plate's
+        datapoints are along its axis 0.
+    prefix : str
+        Prefix of the parameter name.
+    """
+
+    def __init__(
+        self,
+        model: Callable[..., Any],
+        encoder: Encoder,
+        local_plate: str = "data",
+        *,
+        data_arg: Union[int, str] = 0,
+        prefix: str = "amortized",
+    ):
+        if not (isinstance(encoder, tuple) and len(encoder) == 2 and callable(encoder[0])):
+            raise TypeError("AmortizedGuide: encoder must be a pair (apply_fn, params)")
+        self.model = model
+        self.encoder_fn, self._init_params = encoder
+        self.local_plate = local_plate
+        self.data_arg = data_arg
+        self.prefix = prefix
+        self.prototype_trace: Optional[dict] = None
+        self.num_data: Optional[int] = None
+
+    @property
+    def param_name(self) -> str:
+        return f"{self.prefix}_encoder"
+
+    def _setup_prototype(self, *args: Any, **kwargs: Any) -> None:
+        with handlers.block():
+            trace = handlers.trace(handlers.seed(self.model, rng_seed=0)).get_trace(*args, **kwargs)
+        plates = {name: site for name, site in trace.items() if site["type"] == "plate"}
+        if self.local_plate not in plates:
+            raise ValueError(
+                f"AmortizedGuide: the model has no plate named {self.local_plate!r}; "
+                f"its plates are {sorted(plates)}. Pass local_plate=<one of these>."
+            )
+        self.num_data, self._subsample_size = plates[self.local_plate]["args"][:2]
+        self._sites = {}
+        for name, site in trace.items():
+            if site["type"] != "sample" or site["is_observed"]:
+                continue
+            frames = {f.name: f for f in site["cond_indep_stack"]}
+            if self.local_plate not in frames:
+                raise ValueError(
+                    f"AmortizedGuide: latent site {name!r} is outside plate "
+                    f"{self.local_plate!r}; the encoder guide covers local sites only "
+                    "(give global latents their own guide, e.g. with AutoGuideList)."
+                )
+            unconstrained = biject_to(site["fn"].support).inv(site["value"])
+            event_dim = site["fn"].event_dim + jnp.ndim(unconstrained) - jnp.ndim(site["value"])
+            if jnp.ndim(unconstrained) - event_dim != -frames[self.local_plate].dim:
+                raise ValueError(
+                    f"AmortizedGuide: plate {self.local_plate!r} must be the leftmost batch "
+                    f"dimension of site {name!r} (shape {jnp.shape(site['value'])})"
+                )
+            self._sites[name] = (site, event_dim, jnp.shape(unconstrained)[1:])
+            self._plate_dim = frames[self.local_plate].dim
+        if not self._sites:
+            raise ValueError(f"AmortizedGuide: no latent site inside plate {self.local_plate!r}")
+        self.prototype_trace = trace
+
+    def _data(self, args: tuple, kwargs: dict) -> jnp.ndarray:
+        if isinstance(self.data_arg, int):
+            return args[self.data_arg]
+        return kwargs[self.data_arg]
+
+    def encode(self, params: Any, x_batch: jnp.ndarray) -> dict[str, tuple]:
+        """Validated encoder output ``site -> (loc, scale)`` for ``x_batch`` (``(B, ...)``)."""
+        output = self.encoder_fn(params, x_batch)
+        if not isinstance(output, dict):
+            if len(self._sites) != 1:
+                raise ValueError(
+                    f"AmortizedGuide: the model has local sites {sorted(self._sites)}; the "
+                    "encoder must return a dict site -> (loc, scale)"
+                )
+            output = {next(iter(self._sites)): output}
+        batch = jnp.shape(x_batch)[0]
+        for name, (_, _, event_shape) in self._sites.items():
+            if name not in output:
+                raise ValueError(f"AmortizedGuide: encoder output has no entry for site {name!r}")
+            loc, scale = output[name]
+            core_vae.check_encoder_output(name, loc, scale, (batch, *event_shape))
+        return output
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, jnp.ndarray]:
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        params = numpyro.param(self.param_name, self._init_params)
+        data = self._data(args, kwargs)
+        result = {}
+        with numpyro.plate(
+            self.local_plate, self.num_data, subsample_size=self._subsample_size, dim=self._plate_dim
+        ) as indices:
+            q_params = self.encode(params, jnp.take(data, indices, axis=0))
+            for name, (site, event_dim, _) in self._sites.items():
+                loc, scale = q_params[name]
+                base = dist.Normal(loc, scale).to_event(event_dim)
+                support = site["fn"].support
+                if support is not constraints.real and not (
+                    isinstance(support, constraints.independent)
+                    and support.base_constraint is constraints.real
+                ):
+                    base = dist.TransformedDistribution(base, biject_to(support))
+                result[name] = numpyro.sample(name, base)
+        return result
+
+    def sample_posterior(
+        self, rng_key: jax.Array, params: dict, *args: Any, sample_shape: tuple = (), **kwargs: Any
+    ) -> dict[str, jnp.ndarray]:
+        """Draws of every local site, shape ``sample_shape + site shape``, given the data.
+
+        ``params`` is ``svi.get_params(state)``; ``*args, **kwargs`` are the model's.
+        """
+        num_draws = int(np.prod(sample_shape, dtype=int))
+        keys = jax.random.split(rng_key, num_draws)
+        draw = jax.vmap(lambda key: handlers.substitute(handlers.seed(self, key), data=params)(*args, **kwargs))
+        return jax.tree.map(lambda v: jnp.reshape(v, tuple(sample_shape) + jnp.shape(v)[1:]), draw(keys))
+
+
+def _encode_batch(encoder: Encoder, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    encoder_fn, encoder_params = encoder
+    output = encoder_fn(encoder_params, x)
+    if not (isinstance(output, tuple) and len(output) == 2):
+        raise ValueError("vae encoder must return a pair (loc, scale) of shape (B, k) each")
+    loc, scale = output
+    core_vae.check_encoder_output("z", loc, scale, (jnp.shape(x)[0], jnp.shape(loc)[-1]))
+    return loc, scale
+
+
+def _decode_fn(decoder: Encoder) -> Callable[[jnp.ndarray], jnp.ndarray]:
+    decoder_fn, decoder_params = decoder
+    return lambda z: decoder_fn(decoder_params, z)
+
+
+def vae_loss(
+    encoder: Encoder,
+    decoder: Encoder,
+    x: jnp.ndarray,
+    *,
+    sigma: float,
+    rng_key: Optional[jax.Array] = None,
+    noise: Optional[jnp.ndarray] = None,
+    num_particles: int = 1,
+    num_data: Optional[int] = None,
+) -> jnp.ndarray:
+    r"""Gaussian-VAE negative ELBO of a batch, analytic KL (math.md §1).
+
+    ``Σ_{i∈B} [ E_q ||x_i − f_θ(z)||²/(2σ²) + (D/2) log(2πσ²) + KL(q(z|x_i) || N(0,I)) ]``,
+    times ``num_data/|B|`` when ``num_data`` is given (a minibatch of ``N`` points);
+    the expectation is a mean over ``num_particles`` draws ``z = μ + s ⊙ ε``.
+
+    Parameters
+    ----------
+    encoder, decoder : (apply_fn, params)
+        ``encoder`` maps ``x (B, D) -> (loc, scale)``, each ``(B, k)``; ``decoder``
+        maps ``z (..., k) -> (..., D)`` (the mean ``f_θ``).
+    x : array, shape ``(B, D)``
+    sigma : float
+        Fixed decoder standard deviation.
+    rng_key : jax.Array, optional
+        Key of the noise ``ε`` (``(num_particles, B, k)``); or pass ``noise`` itself.
+    num_data : int, optional
+        Full data size ``N``.
+
+    Returns
+    -------
+    scalar array
+        Differentiable in both parameter pytrees (wrap in a function of them for
+        ``jax.grad``).
+    """
+    loc, scale = _encode_batch(encoder, x)
+    if noise is None:
+        if rng_key is None:
+            raise ValueError("vae_loss needs rng_key or noise")
+        noise = jax.random.normal(rng_key, (num_particles, *jnp.shape(loc)))
+    per_point = core_vae.vae_negative_elbo(x, loc, scale, noise, _decode_fn(decoder), sigma)
+    scale_factor = 1.0 if num_data is None else num_data / jnp.shape(x)[0]
+    return scale_factor * jnp.sum(per_point)
+
+
+class AmortizationGap(NamedTuple):
+    """Per-datapoint result of :func:`amortization_gap` (each array of shape ``(n,)``).
+
+    ``gap = elbo_optimized − elbo_encoder`` (≥ 0 up to Monte Carlo error); ``iwae`` is
+    the k-sample importance-weighted estimate of ``log p(x_i)`` with the optimized
+    ``q_ψ*`` as proposal, on the first k of the evaluation draws (so with
+    ``num_importance == num_eval_particles``, ``iwae ≥ elbo_optimized`` exactly); ``loc`` and ``scale`` (``(n, k)``) are ψ*.
+    """
+
+    elbo_encoder: Any
+    elbo_optimized: Any
+    gap: Any
+    iwae: Any
+    loc: Any
+    scale: Any
+
+
+def amortization_gap(
+    encoder: Encoder,
+    decoder: Encoder,
+    x: jnp.ndarray,
+    rng_key: jax.Array,
+    *,
+    sigma: float,
+    num_steps: int = 500,
+    step_size: float = 1e-2,
+    num_particles: int = 8,
+    num_eval_particles: int = 1000,
+    num_importance: int = 1000,
+    progress_bar: bool = True,
+) -> AmortizationGap:
+    r"""Amortization gap of a Gaussian VAE on held-out points (math.md §1).
+
+    Starting from the encoder's ``ψ_i = (μ_φ(x_i), s_φ(x_i))``, Adam on
+    ``(μ_i, log s_i)`` maximizes each point's ELBO alone (``num_steps`` steps,
+    ``num_particles`` fresh draws each); both ELBOs are then evaluated with the same
+    ``num_eval_particles`` draws, so their difference has little Monte Carlo noise.
+
+    Parameters
+    ----------
+    encoder, decoder, sigma
+        As for :func:`vae_loss`.
+    x : array, shape ``(n, D)``
+        Held-out points.
+    rng_key : jax.Array
+    num_importance : int
+        ``k`` of the IWAE estimate.
+
+    Returns
+    -------
+    AmortizationGap
+    """
+    decode = _decode_fn(decoder)
+    loc0, scale0 = _encode_batch(encoder, x)
+    psi = (loc0, jnp.log(scale0))
+    optimizer = optax.adam(step_size)
+
+    def loss(psi, noise):
+        return jnp.sum(core_vae.vae_negative_elbo(x, psi[0], jnp.exp(psi[1]), noise, decode, sigma))
+
+    @jax.jit
+    def step(psi, opt_state, key):
+        noise = jax.random.normal(key, (num_particles, *jnp.shape(loc0)))
+        grads = jax.grad(loss)(psi, noise)
+        updates, opt_state = optimizer.update(grads, opt_state, psi)
+        return optax.apply_updates(psi, updates), opt_state
+
+    opt_state = optimizer.init(psi)
+    key_opt, key_eval = jax.random.split(rng_key)
+    for key in tqdm(jax.random.split(key_opt, num_steps), desc="amortization gap", disable=not progress_bar):
+        psi, opt_state = step(psi, opt_state, key)
+    loc, scale = psi[0], jnp.exp(psi[1])
+    eval_noise = jax.random.normal(key_eval, (max(num_eval_particles, num_importance), *jnp.shape(loc0)))
+    elbo_encoder = -core_vae.vae_negative_elbo(x, loc0, scale0, eval_noise[:num_eval_particles], decode, sigma)
+    elbo_optimized = -core_vae.vae_negative_elbo(x, loc, scale, eval_noise[:num_eval_particles], decode, sigma)
+    iwae = core_vae.iwae_log_evidence(x, loc, scale, eval_noise[:num_importance], decode, sigma)
+    return AmortizationGap(elbo_encoder, elbo_optimized, elbo_optimized - elbo_encoder, iwae, loc, scale)

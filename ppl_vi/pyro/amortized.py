@@ -1,0 +1,273 @@
+"""Amortized VI for Pyro: encoder guides, the Gaussian-VAE loss, the amortization gap.
+
+Encoders and decoders are ``torch.nn.Module`` s. The formulas are in
+:mod:`ppl_vi.core.vae`; this module adds torch randomness, Pyro sites and
+``torch.optim``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional, Union
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from torch.distributions import biject_to, constraints
+from tqdm.auto import tqdm
+
+from ppl_vi.core import vae as core_vae
+
+__all__ = ["AmortizedGuide", "vae_loss", "amortization_gap", "AmortizationGap"]
+
+
+class AmortizedGuide(torch.nn.Module):
+    r"""Encoder guide ``q_φ(z_i | x_i)``, mean-field Normal per local site (math.md §1).
+
+    For every latent site ``z`` inside the plate ``local_plate``,
+    ``q_φ(u_i | x_i) = N(u_i; loc_φ(x_i), diag scale_φ(x_i)²)`` in the site's
+    unconstrained space (``biject_to(site.support)``), where ``(loc, scale)`` is the
+    encoder's output for the plate's current (sub)sample of the data argument. The
+    model's ``pyro.plate(local_plate, N, subsample_size=B)`` is reproduced in the
+    guide (the subsample size is read from the model at the first call), so the host
+    ELBO scales the minibatch by ``N/|B|`` (Kingma & Welling 2014).
+
+    The encoder is registered with ``pyro.module`` at each call (for ``pyro.infer.SVI``)
+    and is a submodule (for ``Trace_ELBO()(model, guide)`` + ``torch.optim``).
+
+    Parameters
+    ----------
+    model : callable
+        Pyro model; its latent sites must all lie inside ``local_plate``, whose
+        dimension is the leftmost batch dimension of each of them.
+    encoder : torch.nn.Module
+        ``encoder(x_batch)`` returns ``(loc, scale)`` (one local site) or a dict
+        ``site -> (loc, scale)``; shapes ``(B, *unconstrained_event_shape)``, ``scale > 0``.
+    local_plate : str
+        Name of the data plate.
+    data_arg : int or str
+        Which model argument holds the data (position or keyword); the plate's
+        datapoints are along its dimension 0.
+    name : str
+        Name under which the encoder's parameters enter Pyro's param store.
+    """
+
+    def __init__(
+        self,
+        model: Callable[..., Any],
+        encoder: torch.nn.Module,
+        local_plate: str = "data",
+        *,
+        data_arg: Union[int, str] = 0,
+        name: str = "amortized_encoder",
+    ):
+        super().__init__()
+        if not isinstance(encoder, torch.nn.Module):
+            raise TypeError(f"AmortizedGuide: encoder must be a torch.nn.Module, got {type(encoder).__name__}")
+        self.model = model
+        self.encoder = encoder
+        self.local_plate = local_plate
+        self.data_arg = data_arg
+        self.name = name
+        self.prototype_trace = None
+        self.num_data: Optional[int] = None
+
+    def _setup_prototype(self, *args: Any, **kwargs: Any) -> None:
+        with torch.no_grad():
+            trace = poutine.block(poutine.trace(self.model).get_trace)(*args, **kwargs)
+        samples = [(n, s) for n, s in trace.nodes.items() if s["type"] == "sample"]
+        frames = {f.name: f for _, s in samples for f in s["cond_indep_stack"]}
+        if self.local_plate not in frames:
+            raise ValueError(
+                f"AmortizedGuide: the model has no plate named {self.local_plate!r}; "
+                f"its plates are {sorted(frames)}. Pass local_plate=<one of these>."
+            )
+        frame = frames[self.local_plate]
+        self.num_data, self._subsample_size, self._plate_dim = frame.full_size or frame.size, frame.size, frame.dim
+        self._sites = {}
+        for name, site in samples:
+            if site["is_observed"] or site["infer"].get("_do_not_trace") or name == self.local_plate:
+                continue
+            if not any(f.name == self.local_plate for f in site["cond_indep_stack"]):
+                raise ValueError(
+                    f"AmortizedGuide: latent site {name!r} is outside plate "
+                    f"{self.local_plate!r}; the encoder guide covers local sites only "
+                    "(give global latents their own guide, e.g. with AutoGuideList)."
+                )
+            unconstrained = biject_to(site["fn"].support).inv(site["value"])
+            event_dim = site["fn"].event_dim + unconstrained.dim() - site["value"].dim()
+            if unconstrained.dim() - event_dim != -self._plate_dim:
+                raise ValueError(
+                    f"AmortizedGuide: plate {self.local_plate!r} must be the leftmost batch "
+                    f"dimension of site {name!r} (shape {tuple(site['value'].shape)})"
+                )
+            self._sites[name] = (site, event_dim, tuple(unconstrained.shape[1:]))
+        if not self._sites:
+            raise ValueError(f"AmortizedGuide: no latent site inside plate {self.local_plate!r}")
+        self.prototype_trace = trace
+
+    def _data(self, args: tuple, kwargs: dict) -> torch.Tensor:
+        return args[self.data_arg] if isinstance(self.data_arg, int) else kwargs[self.data_arg]
+
+    def encode(self, x_batch: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Validated encoder output ``site -> (loc, scale)`` for ``x_batch`` (``(B, ...)``)."""
+        output = self.encoder(x_batch)
+        if not isinstance(output, dict):
+            if len(self._sites) != 1:
+                raise ValueError(
+                    f"AmortizedGuide: the model has local sites {sorted(self._sites)}; the "
+                    "encoder must return a dict site -> (loc, scale)"
+                )
+            output = {next(iter(self._sites)): output}
+        batch = x_batch.shape[0]
+        for name, (_, _, event_shape) in self._sites.items():
+            if name not in output:
+                raise ValueError(f"AmortizedGuide: encoder output has no entry for site {name!r}")
+            loc, scale = output[name]
+            core_vae.check_encoder_output(name, loc, scale, (batch, *event_shape))
+        return output
+
+    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        pyro.module(self.name, self.encoder)
+        data = self._data(args, kwargs)
+        result = {}
+        with pyro.plate(
+            self.local_plate, self.num_data, subsample_size=self._subsample_size, dim=self._plate_dim
+        ) as indices:
+            q_params = self.encode(data.index_select(0, indices))
+            for name, (site, event_dim, _) in self._sites.items():
+                loc, scale = q_params[name]
+                base = dist.Normal(loc, scale).to_event(event_dim)
+                support = site["fn"].support
+                if support is not constraints.real and not (
+                    isinstance(support, constraints.independent)
+                    and support.base_constraint is constraints.real
+                ):
+                    base = dist.TransformedDistribution(base, biject_to(support))
+                result[name] = pyro.sample(name, base)
+        return result
+
+
+def _encode_batch(encoder: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    output = encoder(x)
+    if not (isinstance(output, tuple) and len(output) == 2):
+        raise ValueError("vae encoder must return a pair (loc, scale) of shape (B, k) each")
+    loc, scale = output
+    core_vae.check_encoder_output("z", loc, scale, (x.shape[0], loc.shape[-1]))
+    return loc, scale
+
+
+def vae_loss(
+    encoder: torch.nn.Module,
+    decoder: torch.nn.Module,
+    x: torch.Tensor,
+    *,
+    sigma: float,
+    noise: Optional[torch.Tensor] = None,
+    num_particles: int = 1,
+    num_data: Optional[int] = None,
+) -> torch.Tensor:
+    r"""Gaussian-VAE negative ELBO of a batch, analytic KL (math.md §1).
+
+    ``Σ_{i∈B} [ E_q ||x_i − f_θ(z)||²/(2σ²) + (D/2) log(2πσ²) + KL(q(z|x_i) || N(0,I)) ]``,
+    times ``num_data/|B|`` when ``num_data`` is given (a minibatch of ``N`` points);
+    the expectation is a mean over ``num_particles`` draws ``z = μ + s ⊙ ε``.
+
+    Parameters
+    ----------
+    encoder : torch.nn.Module
+        ``x (B, D) -> (loc, scale)``, each ``(B, k)``.
+    decoder : torch.nn.Module
+        ``z (..., k) -> (..., D)``, the mean ``f_θ``.
+    x : Tensor, shape ``(B, D)``
+    sigma : float
+        Fixed decoder standard deviation.
+    noise : Tensor, optional
+        ``ε`` of shape ``(num_particles, B, k)``; drawn with ``torch.randn`` if omitted.
+    num_data : int, optional
+        Full data size ``N``.
+
+    Returns
+    -------
+    scalar Tensor, differentiable in the parameters of both modules.
+    """
+    loc, scale = _encode_batch(encoder, x)
+    if noise is None:
+        noise = torch.randn((num_particles, *loc.shape), dtype=loc.dtype, device=loc.device)
+    per_point = core_vae.vae_negative_elbo(x, loc, scale, noise, decoder, sigma)
+    scale_factor = 1.0 if num_data is None else num_data / x.shape[0]
+    return scale_factor * per_point.sum()
+
+
+class AmortizationGap(NamedTuple):
+    """Per-datapoint result of :func:`amortization_gap` (each tensor of shape ``(n,)``).
+
+    ``gap = elbo_optimized − elbo_encoder`` (≥ 0 up to Monte Carlo error); ``iwae`` is
+    the k-sample importance-weighted estimate of ``log p(x_i)`` with the optimized
+    ``q_ψ*`` as proposal, on the first k of the evaluation draws (so with
+    ``num_importance == num_eval_particles``, ``iwae ≥ elbo_optimized`` exactly); ``loc`` and ``scale`` (``(n, k)``) are ψ*.
+    """
+
+    elbo_encoder: torch.Tensor
+    elbo_optimized: torch.Tensor
+    gap: torch.Tensor
+    iwae: torch.Tensor
+    loc: torch.Tensor
+    scale: torch.Tensor
+
+
+def amortization_gap(
+    encoder: torch.nn.Module,
+    decoder: torch.nn.Module,
+    x: torch.Tensor,
+    *,
+    sigma: float,
+    num_steps: int = 500,
+    step_size: float = 1e-2,
+    num_particles: int = 8,
+    num_eval_particles: int = 1000,
+    num_importance: int = 1000,
+    progress_bar: bool = True,
+) -> AmortizationGap:
+    r"""Amortization gap of a Gaussian VAE on held-out points (math.md §1).
+
+    Starting from the encoder's ``ψ_i = (μ_φ(x_i), s_φ(x_i))``, Adam on
+    ``(μ_i, log s_i)`` maximizes each point's ELBO alone (``num_steps`` steps,
+    ``num_particles`` fresh draws each; the decoder is held fixed); both ELBOs are then
+    evaluated with the same ``num_eval_particles`` draws, so their difference has
+    little Monte Carlo noise. Randomness from torch's global generator
+    (``pyro.set_rng_seed``).
+
+    Parameters
+    ----------
+    encoder, decoder, sigma
+        As for :func:`vae_loss`.
+    x : Tensor, shape ``(n, D)``
+        Held-out points.
+    num_importance : int
+        ``k`` of the IWAE estimate.
+
+    Returns
+    -------
+    AmortizationGap
+    """
+    with torch.no_grad():
+        loc0, scale0 = _encode_batch(encoder, x)
+    loc = loc0.clone().requires_grad_(True)
+    log_scale = scale0.log().requires_grad_(True)
+    optimizer = torch.optim.Adam([loc, log_scale], lr=step_size)
+    for _ in tqdm(range(num_steps), desc="amortization gap", disable=not progress_bar):
+        noise = torch.randn((num_particles, *loc0.shape), dtype=loc0.dtype)
+        loss = core_vae.vae_negative_elbo(x, loc, log_scale.exp(), noise, decoder, sigma).sum()
+        # gradients for ψ only: the decoder's .grad stays untouched
+        loc.grad, log_scale.grad = torch.autograd.grad(loss, [loc, log_scale])
+        optimizer.step()
+    with torch.no_grad():
+        loc, scale = loc.detach(), log_scale.detach().exp()
+        eval_noise = torch.randn((max(num_eval_particles, num_importance), *loc0.shape), dtype=loc0.dtype)
+        elbo_encoder = -core_vae.vae_negative_elbo(x, loc0, scale0, eval_noise[:num_eval_particles], decoder, sigma)
+        elbo_optimized = -core_vae.vae_negative_elbo(x, loc, scale, eval_noise[:num_eval_particles], decoder, sigma)
+        iwae = core_vae.iwae_log_evidence(x, loc, scale, eval_noise[:num_importance], decoder, sigma)
+    return AmortizationGap(elbo_encoder, elbo_optimized, elbo_optimized - elbo_encoder, iwae, loc, scale)
