@@ -55,6 +55,7 @@ def _torch_special() -> SimpleNamespace:
         cholesky=torch.linalg.cholesky,
         solve_triangular_lower=lambda L, b: torch.linalg.solve_triangular(L, b, upper=False),
         solve_triangular_upper=lambda U, b: torch.linalg.solve_triangular(U, b, upper=True),
+        stop_gradient=lambda x: x.detach(),
     )
 
 
@@ -79,6 +80,7 @@ def _jax_special() -> SimpleNamespace:
         cholesky=jnp.linalg.cholesky,
         solve_triangular_lower=lambda L, b: jax.scipy.linalg.solve_triangular(L, b, lower=True),
         solve_triangular_upper=lambda U, b: jax.scipy.linalg.solve_triangular(U, b, lower=False),
+        stop_gradient=jax.lax.stop_gradient,
     )
 
 
@@ -94,7 +96,7 @@ def special(*arrays: Any) -> SimpleNamespace:
         ``digamma, polygamma, gammaln, multigammaln(a, d), logsumexp(x, axis),
         softmax, log_softmax, softplus, sigmoid, log_sigmoid, xlogy, logdet,
         cholesky, solve_triangular_lower(L, b), solve_triangular_upper(U, b)``
-        (triangular solves take ``b`` of shape ``(..., n, k)``).
+        (triangular solves take ``b`` of shape ``(..., n, k)``), ``stop_gradient``.
     """
     arrays = [a for a in arrays if not isinstance(a, (int, float, bool, complex))]
     if any(is_torch(a) for a in arrays):

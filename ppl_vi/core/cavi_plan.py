@@ -185,7 +185,6 @@ def build_plan(
         if roles is not None:
             for pname, role in roles.items():
                 deps[pname] = _dependency(site, pname, role, specs, probes, run, values, dense_cache, prior, to_backend, backend)
-        depends = any(d.kind != "const" for d in deps.values())
         if roles is None or (site.name in specs and q_family_of(site) is None):
             owners = [n for n, (_, runs) in probes.items() if any(changed(np.asarray(v), np.asarray(runs[1][site.name].params.get(k, v))) for k, v in site.params.items())]
             if owners or not site.observed:
@@ -198,10 +197,11 @@ def build_plan(
             value = ("enumerated", (to_backend(values[site.name]),))
         else:
             value = ("latent", site.name)
-        del depends
-        terms.append(
-            Term(site.name, site.family, deps, value, tuple(site.batch_shape), site.reinterpreted_ndims, to_backend(np.asarray(site.scale, dtype=float)))
-        )
+        batch = tuple(site.batch_shape)
+        if value[0] == "enumerated":
+            batch = np.broadcast_shapes(batch, values[site.name].shape)
+        scale = to_backend(np.asarray(site.scale, dtype=float))
+        terms.append(Term(site.name, site.family, deps, value, batch, site.reinterpreted_ndims, scale))
     continuous = tuple(n for n in specs if not specs[n].discrete)
     discrete = tuple(n for n in specs if specs[n].discrete)
     plan = Plan(specs, tuple(terms), constant, continuous + discrete)

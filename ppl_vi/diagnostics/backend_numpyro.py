@@ -83,11 +83,12 @@ def run_svi(
 ) -> MethodResult:
     """NumPyro SVI with ``autoguide.<guide_name>`` and Adam, stopped by the plateau test.
 
-    On each plateau the step size is multiplied by ``decay_factor`` (restarting Adam from
-    the current parameters) until ``num_decays`` decays are used; the next plateau stops.
+    Reduce-on-plateau: on each plateau the step size is multiplied by ``decay_factor``
+    until ``num_decays`` decays are used; the next plateau stops the run. The step size
+    is an injected optax hyperparameter, so one compiled window of steps serves all.
     """
     import jax
-    import numpyro
+    import optax
     from numpyro import handlers
     from numpyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, autoguide
 
@@ -95,16 +96,11 @@ def run_svi(
     hidden = list(problem.enumerated_sites)
     guide = getattr(autoguide, guide_name)(handlers.block(model, hide=hidden) if hidden else model)
     loss = TraceEnum_ELBO(num_particles=num_particles) if hidden else Trace_ELBO(num_particles=num_particles)
+    svi = SVI(model, guide, optax.inject_hyperparams(optax.adam)(learning_rate=step_size), loss)
     fit_key, weight_key = jax.random.split(jax.random.PRNGKey(seed))
-
-    def phase(rate, params):
-        svi = SVI(model, guide, numpyro.optim.Adam(rate), loss)
-        state = svi.init(fit_key, *args, init_params=params, **kwargs)
-        run = jax.jit(lambda s: jax.lax.scan(lambda t, _: svi.update(t, *args, **kwargs), s, None,
-                                             length=plateau.window))
-        return svi, state, run
-
-    svi, state, run_window = phase(step_size, None)
+    state = svi.init(fit_key, *args, **kwargs)
+    run_window = jax.jit(lambda s: jax.lax.scan(lambda t, _: svi.update(t, *args, **kwargs), s, None,
+                                                length=plateau.window))
     losses: list = []
     phase_start, decays = 0, 0
     stop_reason = f"reached num_steps={num_steps}"
@@ -122,10 +118,21 @@ def run_svi(
                     break
                 decays += 1
                 phase_start = len(losses)
-                svi, state, run_window = phase(step_size * decay_factor**decays, svi.get_params(state))
+                state = _with_step_size(state, step_size * decay_factor**decays)
     params = svi.get_params(state)
     draws, log_weights = importance_log_weights(problem, guide, params, int(weight_key[-1]))
     return _vi_result(draws, log_weights, -np.asarray(losses), stop_reason.startswith("ELBO plateau"), stop_reason)
+
+
+def _with_step_size(state: Any, step_size: float) -> Any:
+    """``state`` with a new injected learning rate (NumPyro keeps an optax optimizer's
+    state as ``optim_state = (step, (params, optax_state))``)."""
+    import jax.numpy as jnp
+
+    step, (params, opt_state) = state.optim_state
+    old = opt_state.hyperparams["learning_rate"]
+    hyper = {**opt_state.hyperparams, "learning_rate": jnp.asarray(step_size, dtype=jnp.result_type(old))}
+    return state._replace(optim_state=(step, (params, opt_state._replace(hyperparams=hyper))))
 
 
 def _vi_result(draws, log_weights, elbo_trace, converged, stop_reason) -> MethodResult:

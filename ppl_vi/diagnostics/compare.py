@@ -193,7 +193,8 @@ def _summary_row(method: str, result: MethodResult, table: pd.DataFrame) -> dict
     if len(rows):
         row["max_abs_mean_error_sd"] = float(rows["mean_error_sd"].abs().max())
         row["floor_mean_error_sd"] = float(rows["floor_mean_error_sd"].max())
-        worst = int(np.argmax(np.abs(np.log(rows["sd_ratio"].to_numpy()))))
+        with np.errstate(divide="ignore"):
+            worst = int(np.argmax(np.abs(np.log(rows["sd_ratio"].to_numpy()))))
         row["worst_sd_ratio"] = float(rows["sd_ratio"].iloc[worst])
         row["max_w1_sd"] = float(rows["w1_sd"].max())
         row["floor_w1_sd"] = float(rows["floor_w1_sd"].max())

@@ -109,6 +109,7 @@ def khat_error_chart(summary: pd.DataFrame) -> plt.Figure:
                       fmt="o", capsize=4)
     ax_k.axhline(GOOD_KHAT, color="tab:green", ls="--", lw=1, label="0.5: good")
     ax_k.axhline(BAD_KHAT, color="tab:red", ls="--", lw=1, label="0.7: unreliable")
+    ax_k.set_ylim(bottom=min(0.0, ax_k.get_ylim()[0]), top=max(1.0, ax_k.get_ylim()[1]))
     ax_k.set_xticks(x, ok["method"], rotation=20)
     ax_k.set_ylabel("Pareto k̂ (median, bar to max over seeds)")
     ax_k.legend(fontsize=8)

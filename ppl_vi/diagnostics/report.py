@@ -77,8 +77,13 @@ class Report:
         return verdicts
 
     def recommended(self) -> list[str]:
-        """Accurate methods with k̂ < 0.7 (or undefined), best ELBO then fastest first."""
-        ok = [row for _, row in self.summary.iterrows() if row["status"] == "ok" and self._accurate(row)]
+        """Accurate methods with k̂ < 0.7 (or undefined), best ELBO then fastest first.
+
+        The method that *is* the reference (``exact`` against an exact reference) is left
+        out: matching itself says nothing.
+        """
+        ok = [row for _, row in self.summary.iterrows()
+              if row["status"] == "ok" and row["method"] != self.reference_kind and self._accurate(row)]
         ok = [r for r in ok if not (pd.notna(r.get("khat_median", np.nan)) and r["khat_median"] >= BAD_KHAT)]
         ok.sort(key=lambda r: (-(r["elbo"] if pd.notna(r["elbo"]) else -np.inf), r["wall_time_s"]))
         return [r["method"] for r in ok]

@@ -77,6 +77,7 @@ class DiffusionChain:
         self.apply_fn, self.denoiser_params = denoiser
         self.schedule, self.num_bins, self.num_dims = schedule, num_bins, num_dims
         self.schedule_params = {k: jnp.asarray(v) for k, v in schedule.params.items()}
+        self._bpd_fns: dict = {}
 
     @property
     def init_params(self) -> dict:
@@ -167,11 +168,15 @@ class DiffusionChain:
                   num_steps: int | None | str = CHAIN_STEPS, num_particles: int = 1) -> DiffusionTerms:
         """Mean reconstruction / prior / diffusion terms in bits per dimension."""
         self._check(x)
+        steps = diffusion.resolve_steps(num_steps, self.num_steps)
+        if steps not in self._bpd_fns:
+            def mean_terms(keys, params, x):
+                draws = jax.vmap(lambda k: diffusion.to_bits_per_dim(
+                    self.draw_terms(k, params, x, steps), x.shape[1]))(keys)
+                return DiffusionTerms(*(jnp.mean(d) for d in draws))
+            self._bpd_fns[steps] = jax.jit(mean_terms)
         keys = jax.random.split(jax.random.PRNGKey(0) if rng_key is None else rng_key, num_particles)
-        draw = jax.jit(lambda k: diffusion.to_bits_per_dim(
-            self.draw_terms(k, params, x, num_steps), x.shape[1]))
-        draws = [draw(k) for k in keys]
-        return DiffusionTerms(*(jnp.mean(jnp.stack([d[j] for d in draws])) for j in range(3)))
+        return self._bpd_fns[steps](keys, self.init_params if params is None else params, x)
 
     def bpd(self, x: jax.Array, *, rng_key: jax.Array | None = None, params: dict | None = None,
             num_steps: int | None | str = CHAIN_STEPS, num_particles: int = 1) -> jax.Array:

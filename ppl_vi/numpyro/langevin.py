@@ -113,6 +113,21 @@ def _as_key(rng_key):
     return jax.random.PRNGKey(rng_key) if isinstance(rng_key, int) else rng_key
 
 
+def _scan(body: Callable, carry, xs, progress_bar: bool, desc: str):
+    """Jitted ``lax.scan(body, carry, xs)``; with a progress bar, in at most 20 jitted chunks."""
+    run = jax.jit(lambda c, x: jax.lax.scan(body, c, x))
+    if not progress_bar:
+        return run(carry, xs)
+    length = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    chunk, outputs = -(-length // 20), []
+    with tqdm(total=length, desc=desc) as bar:
+        for start in range(0, length, chunk):
+            carry, output = run(carry, jax.tree_util.tree_map(lambda a: a[start:start + chunk], xs))
+            outputs.append(output)
+            bar.update(min(chunk, length - start))
+    return carry, jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *outputs)
+
+
 def langevin(
     score_fn: Optional[Callable],
     init: jax.Array,
@@ -174,14 +189,7 @@ def langevin(
 
     state = init_state(init, score_fn, log_density_fn)
     keys = jax.random.split(_as_key(rng_key), num_blocks)
-    if progress_bar:
-        block_jit, outputs = jax.jit(block), []
-        for key in tqdm(keys, desc="langevin"):
-            state, output = block_jit(state, key)
-            outputs.append(output)
-        kept, acceptance = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outputs)
-    else:
-        state, (kept, acceptance) = jax.jit(lambda s, k: jax.lax.scan(block, s, k))(state, keys)
+    state, (kept, acceptance) = _scan(block, state, keys, progress_bar, "langevin")
     rate = None if state.log_density is None else jnp.sum(acceptance) / (num_blocks * block_size)
     return LangevinResult(state.position, kept, rate)
 
@@ -280,9 +288,9 @@ def _build_posterior_score(model, model_args, model_kwargs, rng_key, num_chains:
         return -info.potential_fn(unravel(u))
 
     return PosteriorScore(
-        score_fn=_batched(jax.grad(log_joint), dim),
-        log_density_fn=_batched(log_joint, dim),
-        constrain_fn=_batched(lambda u: info.postprocess_fn(unravel(u)), dim),
+        score_fn=jax.jit(_batched(jax.grad(log_joint), dim)),
+        log_density_fn=jax.jit(_batched(log_joint, dim)),
+        constrain_fn=jax.jit(_batched(lambda u: info.postprocess_fn(unravel(u)), dim)),
         init_position=init,
         dim=dim,
     )
@@ -344,31 +352,26 @@ def langevin_posterior(
     -------
     LangevinPosterior
     """
-    key_init, key_warmup, key_sample = jax.random.split(_as_key(rng_key), 3)
+    key_init, key_run = jax.random.split(_as_key(rng_key))
     post = _build_posterior_score(model, model_args, model_kwargs or {}, key_init, num_chains)
+    adapt = step_size is None
+    log_h = jnp.log(jnp.asarray(0.1 / post.dim ** (1 / 3) if adapt else step_size, dtype=post.init_position.dtype))
+
+    def advance(carry, xs):
+        state, log_h = carry
+        key, t = xs
+        state, info = step(key, state, jnp.exp(log_h), post.score_fn, post.log_density_fn, mala)
+        acceptance = jnp.mean(info.acceptance_probability)
+        if adapt:
+            log_h = jnp.where(t < num_warmup, _core.adapt_log_step_size(log_h, acceptance, t), log_h)
+        return (state, log_h), (state.position, acceptance)
+
+    num_steps = num_warmup + num_samples
+    xs = (jax.random.split(key_run, num_steps), jnp.arange(num_steps))
     state = init_state(post.init_position, post.score_fn, post.log_density_fn)
-    log_h = jnp.log(jnp.asarray(0.1 / post.dim ** (1 / 3) if step_size is None else step_size))
-
-    if step_size is None and num_warmup > 0:
-        @jax.jit
-        def warmup(carry, xs):
-            state, log_h = carry
-            key, t = xs
-            state, info = step(key, state, jnp.exp(log_h), post.score_fn, post.log_density_fn, mala)
-            return (state, _core.adapt_log_step_size(log_h, jnp.mean(info.acceptance_probability), t)), None
-
-        ts = jnp.arange(num_warmup, dtype=log_h.dtype)
-        (state, log_h), _ = jax.lax.scan(warmup, (state, log_h), (jax.random.split(key_warmup, num_warmup), ts))
-    elif num_warmup > 0:
-        state = init_state(
-            langevin(post.score_fn, state.position, num_warmup, step_size, key_warmup,
-                     mala=mala, log_density_fn=post.log_density_fn).position,
-            post.score_fn, post.log_density_fn,
-        )
-    result = langevin(post.score_fn, state.position, num_samples, jnp.exp(log_h), key_sample, mala=mala,
-                      log_density_fn=post.log_density_fn, thinning=1, progress_bar=progress_bar)
-    draws = jnp.swapaxes(result.samples, 0, 1)
-    return LangevinPosterior(post.constrain_fn(draws), result.acceptance_rate, jnp.exp(log_h))
+    (_, log_h), (positions, acceptance) = _scan(advance, (state, log_h), xs, progress_bar, "langevin posterior")
+    draws = jnp.swapaxes(positions[num_warmup:], 0, 1)
+    return LangevinPosterior(post.constrain_fn(draws), jnp.mean(acceptance[num_warmup:]), jnp.exp(log_h))
 
 
 class _CallableModule(types.ModuleType):

@@ -16,7 +16,9 @@ import sys
 import types
 from typing import Callable, NamedTuple, Optional
 
+import pyro
 import torch
+from pyro import poutine
 from pyro.infer.mcmc.util import initialize_model
 from tqdm.auto import tqdm
 
@@ -235,8 +237,44 @@ class PosteriorScore(NamedTuple):
     dim: int
 
 
+def _plate_nesting(trace) -> int:
+    dims = [-frame.dim for site in trace.nodes.values() if site["type"] == "sample"
+            for frame in site["cond_indep_stack"] if frame.vectorized]
+    return max(dims, default=0)
+
+
+def _chain_plate_log_density(model, model_args, model_kwargs, transforms, trace, unflatten) -> Callable:
+    """Log joint of all chains in one trace: the model runs inside a plate over chains.
+
+    ``(C, D) -> (C,)``. Valid for models that broadcast under an outer plate, as
+    ``Predictive(parallel=True)`` assumes; :func:`_build_posterior_score` checks it against
+    the per-chain potential energy before using it.
+    """
+    nesting = _plate_nesting(trace)
+    batch_dims = {name: len(getattr(site["fn"], "batch_shape", ())) for name, site in trace.iter_stochastic_nodes()}
+
+    def log_density(flat):
+        num_chains = flat.shape[0]
+        data, log_joint = {}, torch.zeros(num_chains, dtype=flat.dtype, device=flat.device)
+        for name, u in unflatten(flat).items():
+            value = transforms[name].inv(u)
+            log_joint = log_joint + transforms[name].inv.log_abs_det_jacobian(u, value).reshape(num_chains, -1).sum(-1)
+            data[name] = value.reshape((num_chains,) + (1,) * (nesting - batch_dims[name]) + value.shape[1:])
+        with pyro.plate("_langevin_chains", num_chains, dim=-nesting - 1):
+            chain_trace = poutine.trace(poutine.condition(model, data)).get_trace(*model_args, **model_kwargs)
+        chain_trace.compute_log_prob()
+        for site in chain_trace.nodes.values():
+            if site["type"] == "sample":
+                log_prob = site["log_prob"]
+                log_prob = log_prob.sum(dim=tuple(range(log_prob.ndim - nesting, log_prob.ndim))) if nesting else log_prob
+                log_joint = log_joint + log_prob.reshape(-1)
+        return log_joint
+
+    return log_density
+
+
 def _build_posterior_score(model, model_args, model_kwargs, num_chains: Optional[int]) -> PosteriorScore:
-    init_params, potential_fn, transforms, _ = initialize_model(
+    init_params, potential_fn, transforms, trace = initialize_model(
         model, model_args, model_kwargs, num_chains=num_chains or 1
     )
     if not init_params:
@@ -253,10 +291,22 @@ def _build_posterior_score(model, model_args, model_kwargs, num_chains: Optional
             offset += sizes[name]
         return out
 
+    def per_chain_log_density(flat):
+        return torch.stack([-potential_fn(unflatten(row)) for row in flat])
+
+    init = torch.cat([v.reshape(v.shape[:batch] + (-1,)) for v in init_params.values()], dim=-1).detach()
+    chains_log_density = per_chain_log_density
+    vectorized = _chain_plate_log_density(model, model_args, model_kwargs, transforms, trace, unflatten)
+    probe = torch.stack([init.reshape(-1, dim)[0], init.reshape(-1, dim)[0] + 0.1])
+    try:
+        with torch.no_grad():
+            if torch.allclose(vectorized(probe), per_chain_log_density(probe), rtol=1e-9, atol=1e-9):
+                chains_log_density = vectorized
+    except Exception:  # a model that does not broadcast over an outer plate: loop over chains
+        pass
+
     def log_density_fn(x):
-        flat = x.reshape(-1, dim)
-        values = torch.stack([-potential_fn(unflatten(row)) for row in flat])
-        return values.reshape(x.shape[:-1])
+        return chains_log_density(x.reshape(-1, dim)).reshape(x.shape[:-1])
 
     def score_fn(x):
         return _evaluator(None, log_density_fn)(x)[0]
@@ -265,8 +315,7 @@ def _build_posterior_score(model, model_args, model_kwargs, num_chains: Optional
         return {name: transforms[name].inv(value) if name in transforms else value
                 for name, value in unflatten(x).items()}
 
-    init = torch.cat([v.reshape(v.shape[:batch] + (-1,)) for v in init_params.values()], dim=-1)
-    return PosteriorScore(score_fn, log_density_fn, constrain_fn, init.detach(), dim)
+    return PosteriorScore(score_fn, log_density_fn, constrain_fn, init, dim)
 
 
 def posterior_score(model: Callable, *args, **kwargs) -> PosteriorScore:
@@ -274,8 +323,9 @@ def posterior_score(model: Callable, *args, **kwargs) -> PosteriorScore:
 
     ``∇_u [log p(x, T⁻¹(u)) + log |det J_{T⁻¹}(u)|]`` where ``T`` maps each latent site's
     support to ℝⁿ (Pyro's ``initialize_model`` potential energy). ``args`` and ``kwargs``
-    are the model's arguments (observed data included). The log density loops over
-    chains (one trace per chain), so keep the number of chains small.
+    are the model's arguments (observed data included). All chains are evaluated in one
+    trace under a plate over chains when the model broadcasts (checked against Pyro's
+    potential energy), otherwise one trace per chain.
 
     Returns
     -------
@@ -328,8 +378,6 @@ def langevin_posterior(
     LangevinPosterior
     """
     if seed is not None:
-        import pyro
-
         pyro.set_rng_seed(seed)
     post = _build_posterior_score(model, model_args, model_kwargs or {}, num_chains)
     init = post.init_position.reshape(num_chains, post.dim)

@@ -102,7 +102,7 @@ def _wide_params(name: str, rng: np.random.Generator, mag: float) -> dict:
     return draws[name]()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     name=st.sampled_from(NAMES),
     backend=st.sampled_from(ARRAY_BACKENDS),

@@ -8,6 +8,7 @@ kept as NumPy arrays, and substituted into the NumPyro and the Pyro program alik
 from __future__ import annotations
 
 import functools
+import jax
 import numpy as np
 import numpyro
 import pyro
@@ -37,7 +38,7 @@ ZOO = (
 
 def _numpyro_latents(model, data: dict, seed: int) -> dict:
     trace = numpyro.handlers.trace(numpyro.handlers.seed(model, seed)).get_trace(**data)
-    return {k: np.asarray(s["value"]) for k, s in trace.items() if s["type"] == "sample" and not s["is_observed"]}
+    return {k: s["value"] for k, s in trace.items() if s["type"] == "sample" and not s["is_observed"]}
 
 
 def _pyro_trace(model, data: dict, values: dict | None = None):
@@ -58,7 +59,9 @@ def _pyro_latent_names(trace) -> set:
 def _latent_values_and_sites(name: str, seed: int) -> tuple[dict, frozenset]:
     zoo = models.get(name)
     model = numpyro.handlers.substitute(zoo.numpyro_model, substitute_fn=init_to_uniform)
-    values = _numpyro_latents(model, zoo.data("numpyro", seed=seed), seed)
+    data = zoo.data("numpyro", seed=seed)
+    values = jax.jit(lambda key: _numpyro_latents(model, data, key))(jax.random.PRNGKey(seed))
+    values = {k: np.asarray(v) for k, v in values.items()}
     return values, frozenset(values)
 
 
@@ -86,7 +89,8 @@ def test_traces_with_declared_latent_sites_in_both_backends(name):
 def test_same_log_joint_in_both_backends(name):
     zoo = models.get(name)
     values = draw_latent_values(zoo, seed=2)
-    numpyro_lp = float(log_density(zoo.numpyro_model, (), zoo.data("numpyro"), values)[0])
+    data = zoo.data("numpyro")
+    numpyro_lp = float(jax.jit(lambda v: log_density(zoo.numpyro_model, (), data, v)[0])(values))
     pyro_lp = float(_pyro_trace(zoo.pyro_model, zoo.data("pyro"), values).log_prob_sum())
     assert np.isfinite(numpyro_lp)
     np.testing.assert_allclose(pyro_lp, numpyro_lp, rtol=1e-10, atol=1e-8)
@@ -96,7 +100,9 @@ def test_log_joint_responds_to_latent_values():
     zoo = models.get("normal_gamma")
     values = draw_latent_values(zoo, seed=2)
     shifted = dict(values, loc=values["loc"] + 1.0)
-    lps = [float(log_density(zoo.numpyro_model, (), zoo.data("numpyro"), v)[0]) for v in (values, shifted)]
+    data = zoo.data("numpyro")
+    log_joint = jax.jit(lambda v: log_density(zoo.numpyro_model, (), data, v)[0])
+    lps = [float(log_joint(v)) for v in (values, shifted)]
     assert lps[0] != pytest.approx(lps[1])
 
 
@@ -149,10 +155,12 @@ def test_enumerated_assignment_marginal_in_both_backends(name):
     # NumPyro: substitute the enumerated support of shape (K, 1) as its enum handler would.
     num_topics = fixed["weights"].shape[0] if "weights" in fixed else fixed["topics"].shape[0]
     support = np.arange(num_topics)[:, None]
-    trace = numpyro.handlers.trace(
-        numpyro.handlers.substitute(zoo.numpyro_model, data=dict(fixed, assignment=support))
-    ).get_trace(**zoo.data("numpyro"))
-    numpyro_terms = {
-        k: np.asarray(trace[k]["fn"].log_prob(trace[k]["value"])) for k in ("assignment", obs_site)
-    }
+    data = zoo.data("numpyro")
+
+    def site_log_probs(values):
+        trace = numpyro.handlers.trace(numpyro.handlers.substitute(zoo.numpyro_model, data=values)).get_trace(**data)
+        return {k: trace[k]["fn"].log_prob(trace[k]["value"]) for k in ("assignment", obs_site)}
+
+    numpyro_terms = jax.jit(site_log_probs)(dict(fixed, assignment=support))
+    numpyro_terms = {k: np.asarray(v) for k, v in numpyro_terms.items()}
     np.testing.assert_allclose(_enumerated_marginal(numpyro_terms, obs_site), expected, rtol=1e-10)

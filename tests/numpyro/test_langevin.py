@@ -120,14 +120,16 @@ def test_posterior_score_is_the_exact_score_in_unconstrained_space():
 
 def test_langevin_posterior_matches_exact_moments():
     mean, variance, a, b = exact_posterior()
-    result = langevin_posterior(conjugate_model, (Y, Z), rng_key=0, num_samples=1000, num_warmup=500, num_chains=4)
+    result = langevin_posterior(conjugate_model, (Y, Z), rng_key=0, num_samples=700, num_warmup=300, num_chains=4)
     mu, tau = result.samples["mu"], result.samples["tau"]
-    assert mu.shape == tau.shape == (4, 1000)
+    assert mu.shape == tau.shape == (4, 700)
     sd_mu, sd_tau = np.sqrt(variance), np.sqrt(a) / b
-    assert abs(float(mu.mean()) - mean) < 0.15 * sd_mu
-    assert abs(float(tau.mean()) - a / b) < 0.15 * sd_tau
-    assert abs(float(mu.std()) / sd_mu - 1) < 0.15
-    assert abs(float(tau.std()) / sd_tau - 1) < 0.15
+    # MALA's effective sample size here is ≈ the number of draws (2,800): Monte Carlo
+    # standard errors ≈ 0.02 sd for the means and ≈ 0.015 for the sd ratios
+    assert abs(float(mu.mean()) - mean) < 0.12 * sd_mu
+    assert abs(float(tau.mean()) - a / b) < 0.12 * sd_tau
+    assert abs(float(mu.std()) / sd_mu - 1) < 0.1
+    assert abs(float(tau.std()) / sd_tau - 1) < 0.1
     assert 0.4 < float(result.acceptance_rate) < 0.8
 
 

@@ -1,0 +1,121 @@
+"""compare() on conjugate zoo models: exact/CAVI errors ~ 0, SVI small, NUTS within MC error."""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pytest
+
+from ppl_vi.diagnostics import methods as method_registry
+from ppl_vi.diagnostics.compare import compare, make_problem
+from ppl_vi.diagnostics.methods import MethodResult, register_method, resolve_method
+from ppl_vi.diagnostics.psis import pareto_khat
+
+FAST = {"nuts": {"num_warmup": 300}, "svi": {"num_steps": 4000, "plateau": {"window": 100}}}
+
+
+@pytest.fixture(scope="module", params=["normal_known_variance", "beta_bernoulli"])
+def report(request):
+    return compare(request.param, methods=["exact", "cavi", "svi", "nuts"], backend="numpyro",
+                   num_draws=500, num_khat_seeds=2, method_options=FAST, progress_bar=False)
+
+
+def rows(report, method):
+    return report.table[report.table["method"] == method]
+
+
+def test_exact_and_cavi_match_the_closed_form(report):
+    summary = report.summary.set_index("method")
+    assert (summary["status"] == "ok").all(), summary["error"].to_dict()
+    for method in ("exact", "cavi"):
+        table = rows(report, method)
+        assert np.abs(table["mean_error_sd"]).max() < 1e-6
+        assert np.abs(table["sd_ratio"] - 1).max() < 1e-6
+    assert summary.loc["exact", "elbo"] == pytest.approx(report.log_evidence)
+    assert summary.loc["cavi", "elbo"] == pytest.approx(report.log_evidence, abs=1e-6)
+    assert summary.loc["exact", "khat_max"] < 0.5  # q = posterior: constant weights
+
+
+def test_svi_is_close_and_its_elbo_below_the_evidence(report):
+    table = rows(report, "svi")
+    assert np.abs(table["mean_error_sd"]).max() < 0.15
+    assert np.abs(table["sd_ratio"] - 1).max() < 0.1
+    svi = report.summary.set_index("method").loc["svi"]
+    assert svi["converged"] and svi["stop_reason"].startswith("ELBO plateau")
+    assert svi["elbo"] < report.log_evidence + 0.01
+    assert svi["elbo"] > report.log_evidence - 0.1
+
+
+def test_nuts_within_its_monte_carlo_error(report):
+    idata = report.inference_data["nuts"]
+    mcse = az.mcse(idata)
+    for _, row in rows(report, "nuts").iterrows():
+        site = row["site"]
+        assert abs(row["mean"] - row["ref_mean"]) < 4 * float(mcse[site].values) + 1e-12
+    summary = az.summary(idata)  # the conversion is usable by ArviZ as is
+    assert summary["r_hat"].max() < 1.05
+    assert set(report.inference_data) == {"exact", "cavi", "svi", "nuts", "reference"}
+
+
+@pytest.mark.parametrize("backend", ["numpyro", "pyro"])
+def test_khat_flags_a_too_narrow_normal_q(backend):
+    problem = make_problem("normal_known_variance", backend, 2000, 2, 0, None, False)
+    mean, sd = float(problem.exact.mean["loc"]), float(problem.exact.sd["loc"])
+    module = problem.backend_module()
+    good = module.exact_guide({"loc": ("Normal", {"loc": mean, "scale": 1.2 * sd})})
+    narrow = module.exact_guide({"loc": ("Normal", {"loc": mean, "scale": sd / 5})})
+    good_k = [pareto_khat(lw) for lw in module.importance_log_weights(problem, good, {}, 0)[1]]
+    narrow_k = [pareto_khat(lw) for lw in module.importance_log_weights(problem, narrow, {}, 0)[1]]
+    assert max(good_k) < 0.5
+    assert min(narrow_k) > 0.7
+
+
+def test_pyro_backend_svi_and_exact():
+    report = compare("normal_known_variance", methods=["exact", "svi"], backend="pyro", num_draws=500,
+                     num_khat_seeds=2, method_options={"svi": {"num_steps": 3000, "step_size": 0.03, "plateau": {"window": 100}}}, progress_bar=False)
+    summary = report.summary.set_index("method")
+    assert (summary["status"] == "ok").all(), summary["error"].to_dict()
+    table = rows(report, "svi")
+    assert np.abs(table["mean_error_sd"]).max() < 0.2
+    assert np.abs(table["sd_ratio"] - 1).max() < 0.15
+    assert summary.loc["svi", "khat_max"] < 0.7
+
+
+def test_failing_method_is_reported_and_others_run(monkeypatch):
+    def broken(problem, variant, seed):
+        raise RuntimeError("deliberately broken")
+
+    monkeypatch.setitem(method_registry._METHODS, "broken", method_registry.MethodSpec("broken", broken, ""))
+    report = compare("normal_known_variance", methods=["broken", "exact"], num_draws=200,
+                     num_khat_seeds=1, progress_bar=False)
+    summary = report.summary.set_index("method")
+    assert summary.loc["broken", "status"] == "failed"
+    assert "RuntimeError: deliberately broken" in summary.loc["broken", "error"]
+    assert summary.loc["exact", "status"] == "ok"
+    assert "failed (RuntimeError: deliberately broken)" in report.verdict()
+    assert set(report.table["method"]) == {"exact"}
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(KeyError, match="unknown zoo model 'nope'; available: .*beta_bernoulli"):
+        compare("nope", methods=["exact"], progress_bar=False)
+    with pytest.raises(KeyError, match="unknown method 'bogus'; available: cavi, exact, nuts, svi"):
+        compare("beta_bernoulli", methods=["svi", "bogus"], progress_bar=False)
+    with pytest.raises(ValueError, match="unknown variant 'AutoBogus' of method 'svi'; available: AutoNormal"):
+        resolve_method("svi:AutoBogus")
+    with pytest.raises(ValueError, match="unknown backend 'jax'"):
+        compare("beta_bernoulli", methods=["svi"], backend="jax")
+    with pytest.raises(ValueError, match="no closed-form posterior"):
+        compare("eight_schools", methods=["svi"], reference="exact", progress_bar=False)
+
+
+def test_register_method_plugs_in_by_name(monkeypatch):
+    def constant(problem, variant, seed):
+        return MethodResult(method="", draws={"loc": np.full((1, 50), 1.0)})
+
+    monkeypatch.setattr(method_registry, "_METHODS", dict(method_registry._METHODS))
+    register_method("constant", constant, "a point mass")
+    assert "constant" in method_registry.method_names()
+    report = compare("normal_known_variance", methods=["constant"], num_draws=100, progress_bar=False)
+    row = report.table.iloc[0]
+    assert row["sd"] == 0.0 and row["mean_error_sd"] == pytest.approx((1.0 - row["ref_mean"]) / row["ref_sd"])
