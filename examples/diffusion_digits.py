@@ -148,13 +148,13 @@ def train(args) -> dict:
         bar.update(1)
         if state["step"] % args.eval_every == 0:
             val = float(evaluate(ema.module, x_val).total)
-            state["history"].append((state["step"], state["cpu_seconds"], float(loss), val))
+            state["history"].append((state["step"], state["cpu_seconds"], loss.item(), val))
             if val < state["best_val"] - 1e-3:
                 state["best_val"], state["bad_evals"] = val, 0
                 torch.save(ema.module.state_dict(), out / "best_ema.pt")
             else:
                 state["bad_evals"] += 1
-            bar.set_postfix(loss=f"{float(loss):.3f}", val_bpd=f"{val:.3f}", cpu_s=f"{state['cpu_seconds']:.0f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", val_bpd=f"{val:.3f}", cpu_s=f"{state['cpu_seconds']:.0f}")
             checkpoint()
             if state["bad_evals"] >= args.patience:
                 stop = "early_stopping"

@@ -13,7 +13,10 @@ Target: ``0.8 N((5, 5), I) + 0.2 N((−5, −5), I)`` (Song & Ermon 2019, §3.2)
    denoising score matching (λ(σ) = σ²) on draws of the mixture — it reproduces step 2.
 
 Each run is scored by the fraction of chains in the 0.8 mode (the weight error) and the
-energy distance to fresh i.i.d. draws (0 for the target itself, up to Monte Carlo noise).
+energy distance (unbiased, so ≈ 0 ± Monte Carlo noise for the right law) to fresh i.i.d.
+draws of ``p`` and of ``p_{σ_L} = p * N(0, σ_L² I)``: annealed Langevin ends at the last
+level, so it samples ``p_{σ_L}`` (each mode has covariance 2 I here, not I) — the weights
+are right, the spread is ``σ_L``'s.
 Writes ``score_mixture.png`` into ``--out`` and prints the table.
 
     python examples/score_mixture.py --chains 10000 --train-steps 3000
@@ -102,11 +105,12 @@ def train(rng_key, num_steps: int, batch_size: int = 512, learning_rate: float =
 
 
 def energy_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """``2 E||a − b|| − E||a − a'|| − E||b − b'||`` (V-statistic; 0 iff same law as n → ∞)."""
-    def mean_distance(u, v):
-        return float(np.mean(np.linalg.norm(u[:, None, :] - v[None, :, :], axis=-1)))
+    """``2 E||a − b|| − E||a − a'|| − E||b − b'||``, unbiased (U-statistic): 0 in expectation iff same law."""
+    def mean_distance(u, v, same: bool):
+        distances = np.linalg.norm(u[:, None, :] - v[None, :, :], axis=-1)
+        return float(distances.sum() / (distances.size - (len(u) if same else 0)))
 
-    return 2 * mean_distance(a, b) - mean_distance(a, a) - mean_distance(b, b)
+    return 2 * mean_distance(a, b, False) - mean_distance(a, a, True) - mean_distance(b, b, True)
 
 
 def main() -> None:
@@ -130,18 +134,22 @@ def main() -> None:
         "annealed Langevin, exact score": annealed_langevin(exact_score, init, SIGMAS, STEPS_PER_LEVEL, EPS, keys[4]).position,
         "annealed Langevin, DSM network": annealed_langevin(learned, init, SIGMAS, STEPS_PER_LEVEL, EPS, keys[5]).position,
     }
-    reference = np.asarray(sample_mixture(keys[6], 2000))
+    key_target, key_noise = jax.random.split(keys[6])
+    reference = np.asarray(sample_mixture(key_target, 2000))
+    reference_last_level = reference + float(SIGMAS[-1]) * np.asarray(jax.random.normal(key_noise, (2000, 2)))
     standard_error = np.sqrt(0.8 * 0.2 / args.chains)
     print(f"{args.chains} chains; DSM network trained {args.train_steps} steps in {train_seconds:.0f} s "
           f"(final loss {np.mean(losses[-100:]):.3f}); binomial s.e. of a weight: {standard_error:.4f}")
-    print(f"{'run':34s} {'weight (0.8 mode)':>18s} {'weight error':>13s} {'energy distance':>16s}")
+    print(f"{'run':34s} {'weight (0.8 mode)':>18s} {'weight error':>13s} {'energy dist. to p':>18s} "
+          f"{'to p_σL':>8s}")
     rows = []
     for name, draws in runs.items():
         draws = np.asarray(draws)
         weight = float(np.mean(draws.sum(axis=1) > 0))
         distance = energy_distance(draws[:2000], reference)
+        distance_last_level = energy_distance(draws[:2000], reference_last_level)
         rows.append((name, draws, weight, distance))
-        print(f"{name:34s} {weight:18.3f} {abs(weight - 0.8):13.3f} {distance:16.4f}")
+        print(f"{name:34s} {weight:18.3f} {abs(weight - 0.8):13.3f} {distance:18.4f} {distance_last_level:8.4f}")
 
     figure, axes = plt.subplots(1, 5, figsize=(22, 4.4))
     for axis, (name, draws, weight, distance) in zip(axes, rows):

@@ -56,8 +56,10 @@ def generate_data(
     doc_ids = np.repeat(np.arange(num_docs), doc_length)
     cumulative = np.cumsum(doc_topics[doc_ids], axis=-1)
     assignment = np.minimum((rng.random((doc_ids.shape[0], 1)) > cumulative).sum(-1), num_topics - 1)
-    word_cumulative = np.cumsum(topics[assignment], axis=-1)
-    words = np.minimum((rng.random((doc_ids.shape[0], 1)) > word_cumulative).sum(-1), vocab_size - 1)
+    words = np.empty_like(doc_ids)
+    for topic in range(num_topics):
+        chosen = assignment == topic
+        words[chosen] = rng.choice(vocab_size, size=chosen.sum(), p=topics[topic])
     return {
         "words": words.astype(np.int64),
         "doc_ids": doc_ids.astype(np.int64),

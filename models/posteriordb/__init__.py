@@ -22,6 +22,11 @@ Files and provenance: ``models/posteriordb/data/README.md``.
 from __future__ import annotations
 
 from models.posteriordb import diamonds, eight_schools, regressions  # noqa: F401  (register)
-from models.posteriordb._data import POSTERIORDB_NAMES, reference_draws, reference_summary, zoo_name
+from models.posteriordb._data import (
+    POSTERIORDB_NAMES,
+    reference_draws,
+    reference_summary,
+    zoo_name,
+)
 
 __all__ = ["POSTERIORDB_NAMES", "reference_draws", "reference_summary", "zoo_name"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import functools
 import json
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,10 @@ def load_data(data_name: str) -> dict:
     path = DATA_DIR / "data" / f"{data_name}.json.zip"
     with zipfile.ZipFile(path) as archive:
         raw = json.loads(archive.read(f"{data_name}.json"))
-    return {key: np.asarray(value, dtype=np.float64) if isinstance(value, list) else value for key, value in raw.items()}
+    return {
+        key: np.asarray(value, dtype=np.float64) if isinstance(value, list) else value
+        for key, value in raw.items()
+    }
 
 
 @functools.cache
@@ -57,7 +60,9 @@ def _posteriordb_name(name: str) -> str:
         return POSTERIORDB_NAMES[name]
     if name in POSTERIORDB_NAMES.values():
         return name
-    raise KeyError(f"unknown posteriordb model {name!r}; available: {', '.join(sorted(POSTERIORDB_NAMES))}")
+    raise KeyError(
+        f"unknown posteriordb model {name!r}; available: {', '.join(sorted(POSTERIORDB_NAMES))}"
+    )
 
 
 def reference_draws(name: str) -> dict[str, np.ndarray]:
@@ -66,7 +71,10 @@ def reference_draws(name: str) -> dict[str, np.ndarray]:
     ``name`` is a zoo name (``"pdb_..."``) or a posteriordb name. Sites are Stan's
     parameters and transformed parameters, plus derived latent sites of the port.
     """
-    return {site: values.copy() for site, values in _load_reference(_posteriordb_name(name))["draws"].items()}
+    return {
+        site: values.copy()
+        for site, values in _load_reference(_posteriordb_name(name))["draws"].items()
+    }
 
 
 def reference_summary(name: str) -> pd.DataFrame:
@@ -124,8 +132,13 @@ def register_posterior(
 
     def generate_data(seed: int = 0, **sizes) -> dict:
         if sizes:
-            raise TypeError(f"{name}: posteriordb data are fixed; got size arguments {sorted(sizes)}")
-        return {key: np.array(value) if isinstance(value, np.ndarray) else value for key, value in make_data().items()}
+            raise TypeError(
+                f"{name}: posteriordb data are fixed; got size arguments {sorted(sizes)}"
+            )
+        return {
+            key: np.array(value) if isinstance(value, np.ndarray) else value
+            for key, value in make_data().items()
+        }
 
     POSTERIORDB_NAMES[name] = posteriordb_name
     return register(

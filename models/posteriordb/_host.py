@@ -41,7 +41,9 @@ def flat_prior(support: str, event_shape: tuple[int, ...] = ()):
         A Pyro or NumPyro ``ImproperUniform`` subclass instance with batch shape ``()``.
     """
     if support not in ("real", "positive"):
-        raise ValueError(f"flat_prior: support {support!r} is not supported; expected 'real' or 'positive'")
+        raise ValueError(
+            f"flat_prior: support {support!r} is not supported; expected 'real' or 'positive'"
+        )
     cls = {"numpyro": _numpyro_class, "pyro": _pyro_class}[_host()]()
     return cls(getattr(dist.constraints, support), (), tuple(event_shape))
 
@@ -72,8 +74,12 @@ def _numpyro_class():
 
         def sample(self, key, sample_shape=()):
             transform = nd.biject_to(self.support)
-            shape = transform.inverse_shape(tuple(sample_shape) + self.batch_shape + self.event_shape)
-            return transform(jax.random.uniform(key, shape, minval=-_RADIUS, maxval=_RADIUS))
+            shape = transform.inverse_shape(
+                tuple(sample_shape) + self.batch_shape + self.event_shape
+            )
+            return transform(
+                jax.random.uniform(key, shape, minval=-_RADIUS, maxval=_RADIUS)
+            )
 
     return TraceableImproperUniform
 
@@ -86,9 +92,11 @@ def _pyro_class():
     class TraceableImproperUniform(pd.ImproperUniform):
         """Pyro ``ImproperUniform`` whose ``sample`` gives an initialisation point."""
 
-        def sample(self, sample_shape=torch.Size()):
+        def sample(self, sample_shape=()):
             transform = pd.transforms.biject_to(self.support)
-            shape = transform.inverse_shape(torch.Size(sample_shape) + self.batch_shape + self.event_shape)
+            shape = transform.inverse_shape(
+                torch.Size(sample_shape) + self.batch_shape + self.event_shape
+            )
             return transform((torch.rand(shape) * 2 - 1) * _RADIUS)
 
     return TraceableImproperUniform

@@ -24,8 +24,8 @@ import json
 import re
 import shutil
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -46,7 +46,9 @@ POSTERIORS: dict[str, str] = {
 #: posterior name -> {new site: function of the site dict}, applied draw by draw.
 DERIVED: dict[str, dict[str, Callable[[dict], np.ndarray]]] = {
     "eight_schools-eight_schools_noncentered": {
-        "theta_trans": lambda s: (s["theta"] - s["mu"][..., None]) / s["tau"][..., None],
+        "theta_trans": lambda s: (
+            (s["theta"] - s["mu"][..., None]) / s["tau"][..., None]
+        ),
     },
 }
 
@@ -62,34 +64,52 @@ def read_json_zip(path: Path):
 
 def gather_sites(chains: list[dict]) -> dict[str, np.ndarray]:
     """Stan's flat columns ``beta[1]``... -> site arrays ``(chains, draws, *shape)``."""
-    columns = {name: np.array([chain[name] for chain in chains], dtype=np.float64) for name in chains[0]}
+    columns = {
+        name: np.array([chain[name] for chain in chains], dtype=np.float64)
+        for name in chains[0]
+    }
     coordinates: dict[str, dict[tuple, np.ndarray]] = {}
     for name, values in columns.items():
         match = _COORDINATE.match(name)
         if match is None:
             raise ValueError(f"cannot parse the reference column name {name!r}")
-        index = tuple(int(i) - 1 for i in match["index"].split(",")) if match["index"] else ()
+        index = (
+            tuple(int(i) - 1 for i in match["index"].split(","))
+            if match["index"]
+            else ()
+        )
         coordinates.setdefault(match["site"], {})[index] = values
     sites = {}
     for site, by_index in coordinates.items():
         if () in by_index:
             sites[site] = by_index[()]
             continue
-        shape = tuple(max(index[d] for index in by_index) + 1 for d in range(len(next(iter(by_index)))))
+        shape = tuple(
+            max(index[d] for index in by_index) + 1
+            for d in range(len(next(iter(by_index))))
+        )
         array = np.full(next(iter(by_index.values())).shape + shape, np.nan)
         for index, values in by_index.items():
             array[(..., *index)] = values
         if np.isnan(array).any():
-            raise ValueError(f"site {site!r} has missing coordinates in the reference draws")
+            raise ValueError(
+                f"site {site!r} has missing coordinates in the reference draws"
+            )
         sites[site] = array
     return sites
 
 
-def vendor_posterior(root: Path, name: str, thin: int, out_dir: Path = DATA_DIR) -> Path:
+def vendor_posterior(
+    root: Path, name: str, thin: int, out_dir: Path = DATA_DIR
+) -> Path:
     """Write ``out_dir/draws/NAME.npz`` for posterior ``name``; return its path."""
     import arviz as az
 
-    sites = gather_sites(read_json_zip(root / "reference_posteriors" / "draws" / "draws" / f"{name}.json.zip"))
+    sites = gather_sites(
+        read_json_zip(
+            root / "reference_posteriors" / "draws" / "draws" / f"{name}.json.zip"
+        )
+    )
     for site, derive in DERIVED.get(name, {}).items():
         sites[site] = derive(sites)
     arrays = {}
@@ -97,7 +117,9 @@ def vendor_posterior(root: Path, name: str, thin: int, out_dir: Path = DATA_DIR)
         arrays[f"draws__{site}"] = values[:, ::thin]
         arrays[f"mean__{site}"] = values.mean(axis=(0, 1))
         arrays[f"sd__{site}"] = values.std(axis=(0, 1), ddof=1)
-        arrays[f"ess__{site}"] = az.ess(az.convert_to_dataset({site: values}), method="bulk")[site].values
+        arrays[f"ess__{site}"] = az.ess(
+            az.convert_to_dataset({site: values}), method="bulk"
+        )[site].values
     out = out_dir / "draws" / f"{name}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **arrays)
@@ -106,11 +128,22 @@ def vendor_posterior(root: Path, name: str, thin: int, out_dir: Path = DATA_DIR)
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("root", type=Path, help="the posterior_database folder of a posteriordb checkout")
-    parser.add_argument("--thin", type=int, default=5, help="keep every THIN-th reference draw (default 5)")
+    parser.add_argument(
+        "root",
+        type=Path,
+        help="the posterior_database folder of a posteriordb checkout",
+    )
+    parser.add_argument(
+        "--thin",
+        type=int,
+        default=5,
+        help="keep every THIN-th reference draw (default 5)",
+    )
     args = parser.parse_args(argv)
     if not (args.root / "posteriors").is_dir():
-        parser.error(f"{args.root} is not a posterior_database folder (no posteriors/ inside)")
+        parser.error(
+            f"{args.root} is not a posterior_database folder (no posteriors/ inside)"
+        )
     (DATA_DIR / "data").mkdir(parents=True, exist_ok=True)
     for name, data_name in POSTERIORS.items():
         source = args.root / "data" / "data" / f"{data_name}.json.zip"

@@ -37,4 +37,10 @@ def _data() -> dict:
     return {"Xc": predictors - predictors.mean(axis=0), "Y": data["Y"]}
 
 
-register_posterior("diamonds-diamonds", "diamond log price regression, 24 predictors", diamonds, ("b", "Intercept", "sigma"), _data)
+register_posterior(
+    "diamonds-diamonds",
+    "diamond log price regression, 24 predictors",
+    diamonds,
+    ("b", "Intercept", "sigma"),
+    _data,
+)

@@ -24,7 +24,7 @@ nes1980-nes                    ``partyid7``      real_ideo, race_adj, age30_44,
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from pyroapi import distributions as dist
@@ -55,7 +55,11 @@ def linear_regression(response: str, sigma_scale: float | None) -> Callable:
     def program(X, y):
         num_obs, num_coefficients = X.shape
         beta = pyro.sample("beta", flat_prior("real", (num_coefficients,)))
-        sigma_prior = flat_prior("positive") if sigma_scale is None else dist.HalfCauchy(sigma_scale)
+        sigma_prior = (
+            flat_prior("positive")
+            if sigma_scale is None
+            else dist.HalfCauchy(sigma_scale)
+        )
         sigma = pyro.sample("sigma", sigma_prior)
         with pyro.plate("observations", num_obs):
             pyro.sample(response, dist.Normal(X @ beta, sigma), obs=y)
@@ -75,7 +79,10 @@ def _kidiq(predictor: str) -> dict:
 
 def _earnings(log_response: bool) -> dict:
     data = load_data("earnings")
-    return {"X": _design(data["height"]), "y": np.log(data["earn"]) if log_response else data["earn"]}
+    return {
+        "X": _design(data["height"]),
+        "y": np.log(data["earn"]) if log_response else data["earn"],
+    }
 
 
 def _mesquite() -> dict:
@@ -109,19 +116,60 @@ def _nes() -> dict:
 
 
 _REGRESSIONS = (
-    ("kidiq-kidscore_momhs", "kid score on mother's high school", "kid_score", 2.5, lambda: _kidiq("mom_hs")),
-    ("kidiq-kidscore_momiq", "kid score on mother's IQ", "kid_score", 2.5, lambda: _kidiq("mom_iq")),
-    ("earnings-earn_height", "earnings on height", "earn", None, lambda: _earnings(False)),
-    ("earnings-logearn_height", "log earnings on height", "log_earn", None, lambda: _earnings(True)),
-    ("mesquite-logmesquite_logvas", "log mesquite weight on log canopy measures", "log_weight", None, _mesquite),
-    ("nes1980-nes", "party identification on ideology, race, age, education, sex, income", "partyid7", None, _nes),
+    (
+        "kidiq-kidscore_momhs",
+        "kid score on mother's high school",
+        "kid_score",
+        2.5,
+        lambda: _kidiq("mom_hs"),
+    ),
+    (
+        "kidiq-kidscore_momiq",
+        "kid score on mother's IQ",
+        "kid_score",
+        2.5,
+        lambda: _kidiq("mom_iq"),
+    ),
+    (
+        "earnings-earn_height",
+        "earnings on height",
+        "earn",
+        None,
+        lambda: _earnings(False),
+    ),
+    (
+        "earnings-logearn_height",
+        "log earnings on height",
+        "log_earn",
+        None,
+        lambda: _earnings(True),
+    ),
+    (
+        "mesquite-logmesquite_logvas",
+        "log mesquite weight on log canopy measures",
+        "log_weight",
+        None,
+        _mesquite,
+    ),
+    (
+        "nes1980-nes",
+        "party identification on ideology, race, age, education, sex, income",
+        "partyid7",
+        None,
+        _nes,
+    ),
 )
 
-for _name, _description, _response, _sigma_scale, _make_data in _REGRESSIONS:
-    register_posterior(
-        _name,
-        f"linear regression: {_description}",
-        linear_regression(_response, _sigma_scale),
-        ("beta", "sigma"),
-        _make_data,
-    )
+
+def _register_all() -> None:
+    for name, description, response, sigma_scale, make_data in _REGRESSIONS:
+        register_posterior(
+            name,
+            f"linear regression: {description}",
+            linear_regression(response, sigma_scale),
+            ("beta", "sigma"),
+            make_data,
+        )
+
+
+_register_all()

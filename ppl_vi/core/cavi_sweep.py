@@ -9,8 +9,8 @@ Starts (never symmetric): continuous sites start as point masses at a prior draw
 ``mu_j = T(z_j)``; a discrete site that selects the component of continuous
 observations (a mixture) starts from k-means++ seeding followed by a few Lloyd steps on
 those observations (Arthur & Vassilvitskii 2007), any other discrete site from random
-probabilities. Then the continuous sites are swept twice before the first full sweep,
-so the first ELBO is that of a proper ``q``.
+probabilities. The continuous sites are updated first in every sweep, so the first
+sweep already starts from the discrete sites' informed probabilities.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def relative_change(new: Any, old: Any) -> Any:
     return xp.abs(new - old) / xp.maximum(xp.abs(new), xp.asarray(1e-300, dtype=new.dtype))
 
 
-def initial_state(plan: Plan, base: Mapping[str, Any], responsibilities: Mapping[str, Any], grad: Grad) -> tuple[dict, dict]:
+def initial_state(plan: Plan, base: Mapping[str, Any], responsibilities: Mapping[str, Any]) -> tuple[dict, dict]:
     """``(eta, mu)`` after the start described in the module docstring.
 
     Parameters
@@ -75,10 +75,6 @@ def initial_state(plan: Plan, base: Mapping[str, Any], responsibilities: Mapping
         else:
             mu[name] = tuple(fam.sufficient_stats(base[name]))
             eta[name] = tuple(0.0 * s for s in mu[name])
-    continuous = [n for n in plan.order if not plan.latents[n].discrete]
-    num_warm = 2 if len(continuous) < len(plan.order) else 0
-    for _ in range(num_warm):
-        eta, mu, _ = sweep(plan, eta, mu, grad, continuous)
     return eta, mu
 
 

@@ -27,7 +27,7 @@ from ppl_vi.core import schedules
 from ppl_vi.core._xp import namespace, special
 
 __all__ = [
-    "DiffusionTerms", "bin_centers", "q_sample", "x_from_eps", "gaussian_kl",
+    "DiffusionTerms", "bin_centers", "bin_values", "q_sample", "x_from_eps", "gaussian_kl",
     "step_kl", "step_kl_eps", "continuous_loss_eps", "prior_kl", "decoder_logits",
     "reconstruction_nll", "discretize_time", "reverse_step", "forward_step",
     "negative_elbo_terms", "to_bits_per_dim", "CHAIN_STEPS", "PROGRAM_STEPS_CONTINUOUS",
@@ -55,6 +55,12 @@ def bin_centers(num_bins: int, like: Array) -> Array:
     xp = namespace(like)
     k = xp.arange(num_bins, dtype=like.dtype)
     return (2 * k + 1) / num_bins - 1
+
+
+def bin_values(x_index: Array, num_bins: int, like: Array) -> Array:
+    """Bin centres of integer indices ``x_index`` (any shape), dtype of ``like``."""
+    xp = namespace(like)
+    return (2 * xp.astype(x_index, like.dtype) + 1) / num_bins - 1
 
 
 def q_sample(x: Array, g: Array, eps: Array) -> Array:
@@ -109,8 +115,7 @@ def reconstruction_nll(x_index: Array, z_0: Array, g_0: Array, num_bins: int) ->
     """−log p(x | z_0) summed over D; x_index integer (B, D) -> (B,)."""
     xp = namespace(z_0)
     log_p = special(z_0).log_softmax(decoder_logits(z_0, g_0, num_bins), axis=-1)
-    one_hot = xp.astype(x_index[..., None] == xp.arange(num_bins), z_0.dtype)
-    return -xp.sum(log_p * one_hot, axis=(-2, -1))
+    return -xp.sum(xp.take_along_axis(log_p, x_index[..., None], axis=-1), axis=(-2, -1))
 
 
 def discretize_time(u: Array, num_steps: int) -> tuple[Array, Array]:
@@ -164,7 +169,7 @@ def negative_elbo_terms(
         Each of shape (B,), in nats.
     """
     xp = namespace(u)
-    x = bin_centers(num_bins, u)[x_index]
+    x = bin_values(x_index, num_bins, u)
     ends, _ = gamma_fn(xp.asarray([0.0, 1.0], dtype=u.dtype))
     g_0, g_1 = ends[0], ends[1]
     reconstruction = reconstruction_nll(x_index, q_sample(x, g_0, eps_0), g_0, num_bins)

@@ -28,6 +28,7 @@ __all__ = [
     "mala_log_proposal",
     "mala_log_acceptance",
     "mala_select",
+    "acceptance_probability",
     "annealed_step_sizes",
     "adapt_log_step_size",
 ]
@@ -103,6 +104,13 @@ def mala_select(x: Array, proposal: Array, log_acceptance: Array, log_uniform: A
     xp = namespace(x, proposal)
     accepted = log_uniform < log_acceptance
     return xp.where(accepted[..., None], proposal, x), accepted
+
+
+def acceptance_probability(log_acceptance: Array) -> Array:
+    """``min(1, exp(log ratio))``, and 0 where the ratio is NaN (a proposal off the support)."""
+    xp = namespace(log_acceptance)
+    probability = xp.exp(xp.minimum(log_acceptance, xp.zeros_like(log_acceptance)))
+    return xp.where(xp.isnan(log_acceptance), xp.zeros_like(probability), probability)
 
 
 def annealed_step_sizes(sigmas: Array, eps: Any) -> Array:

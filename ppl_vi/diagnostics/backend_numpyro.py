@@ -66,7 +66,7 @@ def importance_log_weights(
         draws = {s: guide_trace[s]["value"] for s in sites if s in guide_trace}
         return draws, model_logp - guide_logp
 
-    weigh = jax.jit(jax.vmap(one))
+    weigh = jax.vmap(one)  # eager: one pass per seed costs less than compiling it
     keys = jax.random.split(jax.random.PRNGKey(seed), problem.num_khat_seeds)
     first, log_weights = None, []
     for key in keys:

@@ -196,6 +196,7 @@ def _summary_row(method: str, result: MethodResult, table: pd.DataFrame) -> dict
         with np.errstate(divide="ignore"):
             worst = int(np.argmax(np.abs(np.log(rows["sd_ratio"].to_numpy()))))
         row["worst_sd_ratio"] = float(rows["sd_ratio"].iloc[worst])
+        row["floor_sd_ratio"] = float(rows["floor_sd_ratio"].max())
         row["max_w1_sd"] = float(rows["w1_sd"].max())
         row["floor_w1_sd"] = float(rows["floor_w1_sd"].max())
     return row

@@ -8,10 +8,13 @@ mean ``m_ref`` and standard deviation ``s_ref``:
 * ``w1_sd = W1(draws, reference draws) / s_ref`` — 1-Wasserstein distance of the two
   empirical marginals (:func:`scipy.stats.wasserstein_distance`), in sd units.
 
-Finite draws put a floor under each number: the same three metrics between the two
-halves of the reference draws (split by chains when there are several) are reported as
-``floor_*`` beside them. A method is indistinguishable from the reference on a
-coordinate when its metric is within a few times that floor.
+Finite draws put a floor under each number: the same metrics between the two halves of
+the reference draws (split by chains when there are several), reported as ``floor_*``
+beside them. Two halves of ``N`` draws compare ``N/2`` with ``N/2``; the method compares
+``n`` with ``N``, so the floor is rescaled by ``sqrt((1/n + 1/N) / (4/N))`` (Monte Carlo
+error of a difference of two sample statistics) to the sizes actually compared. A method
+is indistinguishable from the reference on a coordinate when its metric is within a few
+times that floor.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wasserstein_distance
 
-METRIC_COLUMNS = ("mean_error_sd", "sd_ratio", "w1_sd")
 
 
 def coordinate_draws(draws: Mapping[str, np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
@@ -96,12 +98,23 @@ def marginal_metrics(
     }
 
 
-def reference_floor(reference: np.ndarray, ref_sd: float) -> dict[str, float]:
-    """The metrics between the two halves of the reference draws (the noise floor)."""
+def reference_floor(reference: np.ndarray, ref_sd: float, num_draws: int) -> dict[str, float]:
+    """The noise floor of each metric: the two halves of the reference, rescaled to a
+    comparison of ``num_draws`` method draws with all reference draws.
+
+    ``floor_sd_ratio`` is ``1 + |sd ratio of the halves - 1|`` (rescaled): the distance
+    from 1 that noise alone produces.
+    """
     first, second = split_halves(reference)
+    total = first.size + second.size
+    scale = np.sqrt((1.0 / num_draws + 1.0 / total) / (4.0 / total))
     m = marginal_metrics(first, second, float(np.mean(second)), ref_sd)
-    m["sd_ratio"] = float(np.std(first, ddof=1) / np.std(second, ddof=1))
-    return {f"floor_{k}": (abs(m[k]) if k == "mean_error_sd" else m[k]) for k in METRIC_COLUMNS}
+    half_ratio = np.std(first, ddof=1) / np.std(second, ddof=1)
+    return {
+        "floor_mean_error_sd": scale * abs(m["mean_error_sd"]),
+        "floor_sd_ratio": 1.0 + scale * abs(half_ratio - 1.0),
+        "floor_w1_sd": scale * m["w1_sd"],
+    }
 
 
 def metrics_table(
@@ -141,7 +154,7 @@ def metrics_table(
             own_mean, own_sd = _moments(method_moments, site, index, None)
         row = {"method": method, "site": site, "coordinate": label, "ref_mean": ref_mean, "ref_sd": ref_sd}
         row.update(marginal_metrics(own_coords[(site, label)], ref, ref_mean, ref_sd, own_mean, own_sd))
-        row.update(reference_floor(ref, ref_sd))
+        row.update(reference_floor(ref, ref_sd, own_coords[(site, label)].size))
         rows.append(row)
     return pd.DataFrame(rows)
 

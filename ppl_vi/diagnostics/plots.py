@@ -104,8 +104,8 @@ def khat_error_chart(summary: pd.DataFrame) -> plt.Figure:
     if "khat_median" in ok:
         median = ok["khat_median"].to_numpy(dtype=float)
         top = ok["khat_max"].to_numpy(dtype=float)
-        shown = np.isfinite(median)
-        ax_k.errorbar(x[shown], median[shown], yerr=[np.zeros(shown.sum()), (top - median)[shown]],
+        shown = np.isfinite(median) & np.isfinite(top)
+        ax_k.errorbar(x[shown], median[shown], yerr=[np.zeros(shown.sum()), top[shown] - median[shown]],
                       fmt="o", capsize=4)
     ax_k.axhline(GOOD_KHAT, color="tab:green", ls="--", lw=1, label="0.5: good")
     ax_k.axhline(BAD_KHAT, color="tab:red", ls="--", lw=1, label="0.7: unreliable")

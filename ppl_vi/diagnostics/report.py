@@ -3,7 +3,9 @@
 Verdict rules (per method, against the reference and its two-halves noise floor):
 
 * *accurate* — every coordinate has ``|mean error| <= max(0.1, 3 x floor)`` reference
-  sds, ``sd ratio`` within ``[0.9, 1.1]`` and ``W1 <= max(0.1, 3 x floor)`` sds;
+  sds, ``|sd ratio - 1| <= max(0.1, 3 x (floor - 1))`` and ``W1 <= max(0.1, 3 x floor)``
+  sds (floors rescaled to the number of draws compared, see
+  :mod:`ppl_vi.diagnostics.metrics`);
 * k̂ (median over seeds) ``< 0.5`` good, ``[0.5, 0.7)`` usable with PSIS, ``>= 0.7`` do not
   trust (see :mod:`ppl_vi.diagnostics.psis`).
 
@@ -112,7 +114,7 @@ class Report:
         if pd.isna(row.get("max_abs_mean_error_sd", np.nan)):
             return False
         mean_ok = row["max_abs_mean_error_sd"] <= max(MEAN_TOL, FLOOR_FACTOR * row["floor_mean_error_sd"])
-        sd_ok = abs(row["worst_sd_ratio"] - 1.0) <= SD_RATIO_TOL
+        sd_ok = abs(row["worst_sd_ratio"] - 1.0) <= max(SD_RATIO_TOL, FLOOR_FACTOR * (row["floor_sd_ratio"] - 1.0))
         w1_ok = row["max_w1_sd"] <= max(MEAN_TOL, FLOOR_FACTOR * row["floor_w1_sd"])
         return bool(mean_ok and sd_ok and w1_ok)
 
@@ -126,7 +128,7 @@ class Report:
                 "Mean error and W1 in reference-sd units; `floor_*`: the same metric between the two halves "
                 "of the reference draws (what finite draws alone produce). Full table: `table.csv`.", ""]
         columns = ["method", "coordinate", "ref_mean", "ref_sd", "mean", "sd", "mean_error_sd",
-                   "floor_mean_error_sd", "sd_ratio", "w1_sd", "floor_w1_sd"]
+                   "floor_mean_error_sd", "sd_ratio", "floor_sd_ratio", "w1_sd", "floor_w1_sd"]
         shown = self.table[columns].head(60) if len(self.table) else self.table
         out += [_markdown_table(shown), ""]
         out += ["## Reading k̂", "",

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
+import zlib
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 from numpyro.distributions import ExpandedDistribution, Independent, MaskedDistribution
+from numpyro.distributions.transforms import biject_to
 
 from ppl_vi.core.cavi_plan import SiteInfo
 
@@ -61,50 +65,104 @@ def _unwrap(fn) -> tuple[Any, int, Any]:
             return fn, reinterpreted, mask
 
 
-def _site_info(site: dict, latent_names: Optional[set]) -> SiteInfo:
+def _read_site(site: dict) -> tuple[dict, dict]:
+    """Static description and arrays of one traced site (runs inside ``jax.jit``)."""
     base, reinterpreted, mask = _unwrap(site["fn"])
     family = _ALIASES.get(type(base).__name__, type(base).__name__)
     attrs = _ATTRS.get(family)
     if attrs is None:
-        params = {k: np.asarray(getattr(base, k)) for k in base.arg_constraints if hasattr(base, k)}
+        params = {k: getattr(base, k) for k in base.arg_constraints if hasattr(base, k)}
     else:
-        params = {k: np.asarray(getattr(base, a)) for k, a in attrs.items()}
-    scale = np.asarray(1.0 if site["scale"] is None else site["scale"], dtype=float)
+        params = {k: getattr(base, a) for k, a in attrs.items()}
+    scale = jnp.asarray(1.0 if site["scale"] is None else site["scale"], dtype=jnp.result_type(float))
     if mask is not None:
         scale = scale * mask
-    observed = site["is_observed"] and (latent_names is None or site["name"] not in latent_names)
-    log_prob = 0.0
-    if attrs is None and observed:
-        log_prob = float(jnp.sum(site["fn"].log_prob(site["value"]) * jnp.asarray(scale)))
-    support = int(params["probs"].shape[-1]) if family == "Categorical" else None
-    return SiteInfo(
-        name=site["name"],
-        family=family,
-        params=params,
-        value=np.asarray(site["value"]),
-        observed=bool(observed),
-        batch_shape=tuple(site["fn"].batch_shape),
-        event_shape=tuple(site["fn"].event_shape),
-        reinterpreted_ndims=reinterpreted,
-        scale=scale,
-        plate_dims=tuple(f.dim for f in site["cond_indep_stack"] if f.dim is not None),
-        support_size=support,
-        log_prob=log_prob,
-    )
+    observed = bool(site["is_observed"])
+    log_prob = jnp.sum(site["fn"].log_prob(site["value"]) * scale) if attrs is None and observed else jnp.zeros(())
+    static = {
+        "family": family,
+        "observed": observed,
+        "batch_shape": tuple(site["fn"].batch_shape),
+        "event_shape": tuple(site["fn"].event_shape),
+        "reinterpreted_ndims": reinterpreted,
+        "plate_dims": tuple(f.dim for f in site["cond_indep_stack"] if f.dim is not None),
+        "support_size": int(jnp.shape(params["probs"])[-1]) if family == "Categorical" else None,
+    }
+    arrays = {"params": params, "value": site["value"], "scale": scale, "log_prob": log_prob}
+    return static, arrays
 
 
-def trace_program(model: Callable, args: tuple, kwargs: dict, values: Optional[dict], seed: int) -> dict:
-    """The NumPyro trace of ``model`` with ``values`` substituted (only sample sites)."""
-    substituted = handlers.substitute(model, data={k: to_jax(v) for k, v in (values or {}).items()})
-    trace = handlers.trace(handlers.seed(substituted, rng_seed=seed)).get_trace(*args, **kwargs)
-    return {name: site for name, site in trace.items() if site["type"] == "sample"}
+def _unwrap(fn) -> tuple[Any, int, Any]:
+    reinterpreted, mask = 0, None
+    while True:
+        if isinstance(fn, MaskedDistribution):
+            mask = fn._mask if mask is None else mask * fn._mask
+            fn = fn.base_dist
+        elif isinstance(fn, Independent):
+            reinterpreted += fn.reinterpreted_batch_ndims
+            fn = fn.base_dist
+        elif isinstance(fn, ExpandedDistribution):
+            fn = fn.base_dist
+        else:
+            return fn, reinterpreted, mask
+
+
+def _support_point(key: jax.Array) -> Callable[[dict], Any]:
+    """``substitute_fn`` giving each latent site a random point of its support.
+
+    Uniform(-2, 2) noise pushed through ``biject_to(support)`` (0 for discrete sites):
+    a valid, non-symmetric start that needs no sampler.
+    """
+
+    def value(site: dict) -> Any:
+        if site["type"] != "sample" or site.get("is_observed"):
+            return None
+        fn = site["fn"]
+        if fn.support.is_discrete:
+            return jnp.zeros(fn.shape(), dtype=jnp.int32)
+        transform = biject_to(fn.support)
+        site_key = jax.random.fold_in(key, zlib.crc32(site["name"].encode()))
+        noise = jax.random.uniform(site_key, transform.inverse_shape(fn.shape()), minval=-2.0, maxval=2.0)
+        return transform(noise)
+
+    return value
 
 
 def run_sites(model: Callable, args: tuple, kwargs: dict) -> Callable[[Optional[dict], int], dict]:
-    """The ``run(values, seed) -> {name: SiteInfo}`` callable of ``model(*args, **kwargs)``."""
+    """The ``run(values, seed) -> {name: SiteInfo}`` callable of ``model(*args, **kwargs)``.
+
+    ``values=None`` puts every latent site at a random point of its support (``seed``);
+    otherwise the sites in ``values`` are substituted. Each kind of run is one
+    ``jax.jit``-compiled program (compiled once, then reused for every probe).
+    """
+    statics: dict[str, dict] = {"support": {}, "data": {}}
+
+    def traced(substituted: Callable, kind: str) -> dict:
+        trace = handlers.trace(handlers.seed(substituted, rng_seed=0)).get_trace(*args, **kwargs)
+        out = {}
+        for name, site in trace.items():
+            if site["type"] == "sample":
+                statics[kind][name], out[name] = _read_site(site)
+        return out
+
+    at_support = jax.jit(lambda key: traced(handlers.substitute(model, substitute_fn=_support_point(key)), "support"))
+    substituted = jax.jit(lambda data: traced(handlers.substitute(model, data=data), "data"))
 
     def run(values: Optional[dict], seed: int) -> dict:
-        trace = trace_program(model, args, kwargs, values, seed)
-        return {name: _site_info(site, None) for name, site in trace.items()}
+        if values is None:
+            arrays, kind = at_support(jax.random.PRNGKey(seed)), "support"
+        else:
+            arrays, kind = substituted({k: to_jax(v) for k, v in values.items()}), "data"
+        return {
+            name: SiteInfo(
+                name=name,
+                params={k: np.asarray(v) for k, v in a["params"].items()},
+                value=np.asarray(a["value"]),
+                scale=np.asarray(a["scale"]),
+                log_prob=float(a["log_prob"]),
+                **statics[kind][name],
+            )
+            for name, a in arrays.items()
+        }
 
     return run

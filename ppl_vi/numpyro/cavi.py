@@ -35,7 +35,7 @@ import numpyro.distributions as dist
 from tqdm.auto import tqdm
 
 from ppl_vi.core import expfam
-from ppl_vi.core.cavi_objective import Plan, elbo
+from ppl_vi.core.cavi_objective import Plan
 from ppl_vi.core.cavi_plan import build_plan
 from ppl_vi.core.cavi_result import inference_data, stop_reason
 from ppl_vi.core.cavi_sweep import initial_responsibilities, initial_state, relative_change, sweep
@@ -168,9 +168,8 @@ class CAVI:
         prior = self._run_sites(None, seed)
         base = {n: to_jax(prior[n].value) for n, s in plan.latents.items() if not s.discrete}
         resp = {n: to_jax(initial_responsibilities(plan, s, rng, np.asarray)) for n, s in plan.latents.items() if s.discrete}
-        eta, mu = initial_state(plan, base, resp, _grad)
-        value = elbo(plan, mu, eta) if all(not s.discrete for s in plan.latents.values()) is False else jnp.asarray(-jnp.inf)
-        return CAVIState(eta, mu, jnp.asarray(value), jnp.asarray(0))
+        eta, mu = initial_state(plan, base, resp)
+        return CAVIState(eta, mu, jnp.full((), -jnp.inf, dtype=jnp.result_type(float)), jnp.zeros((), dtype=jnp.int32))
 
     def update(self, state: CAVIState) -> tuple[CAVIState, CAVIInfo]:
         """One full sweep (pure; ``jax.jit``-able)."""

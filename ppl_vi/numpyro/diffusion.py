@@ -136,7 +136,7 @@ class DiffusionChain:
         self._check(x)
         _, sched = self._param_sites()
         g = self.gamma(jnp.linspace(0.0, 1.0, steps + 1), sched)[0]
-        x_value = diffusion.bin_centers(self.num_bins, g)[x]
+        x_value = diffusion.bin_values(x, self.num_bins, g)
         with numpyro.plate("data", x.shape[0]):
             z = numpyro.sample("z_0", dist.Normal(schedules.alpha(g[0]) * x_value, schedules.sigma(g[0]))
                                .to_event(1))

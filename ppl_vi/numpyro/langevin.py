@@ -78,7 +78,14 @@ def init_state(position: jax.Array, score_fn: Optional[Callable] = None, log_den
     return LangevinState(jnp.asarray(position), *_evaluator(score_fn, log_density_fn)(jnp.asarray(position)))
 
 
-def step(rng_key, state: LangevinState, step_size, score_fn=None, log_density_fn=None, mala: bool = False):
+def step(
+    rng_key: jax.Array,
+    state: LangevinState,
+    step_size,
+    score_fn: Optional[Callable] = None,
+    log_density_fn: Optional[Callable] = None,
+    mala: bool = False,
+) -> tuple[LangevinState, LangevinInfo]:
     """One ULA (or MALA) step of every chain; returns ``(LangevinState, LangevinInfo)``.
 
     The MALA acceptance probability is computed whenever a log density is available
@@ -97,8 +104,7 @@ def step(rng_key, state: LangevinState, step_size, score_fn=None, log_density_fn
         ones = jnp.ones(x.shape[:-1], dtype=x.dtype)
         return new, LangevinInfo(ones, ones > 0)
     log_ratio = _core.mala_log_acceptance(x, proposal, state.log_density, log_density_new, state.score, score_new, step_size)
-    log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
-    acceptance = jnp.exp(jnp.minimum(log_ratio, 0.0))
+    acceptance = _core.acceptance_probability(log_ratio)
     if not mala:
         return new, LangevinInfo(acceptance, jnp.ones_like(acceptance, dtype=bool))
     log_uniform = jnp.log(jax.random.uniform(key_accept, acceptance.shape, dtype=x.dtype))

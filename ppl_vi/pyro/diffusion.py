@@ -132,7 +132,7 @@ class DiffusionChain(torch.nn.Module):
         self._check(x)
         pyro.module(MODULE_NAME, self)
         g = self._gammas(steps)
-        x_value = diffusion.bin_centers(self.num_bins, g)[x]
+        x_value = diffusion.bin_values(x, self.num_bins, g)
         with pyro.plate("data", x.shape[0]):
             z = pyro.sample("z_0", dist.Normal(schedules.alpha(g[0]) * x_value, schedules.sigma(g[0]))
                             .expand(x_value.shape).to_event(1))

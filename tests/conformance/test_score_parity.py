@@ -43,6 +43,7 @@ def _assert_same(out_torch, out_jax):
         (core_langevin.mala_log_proposal, (X, DATA[:9], SCORE, 0.05), {}),
         (core_langevin.mala_log_acceptance, (X, DATA[:9], SIGMAS, -SIGMAS, SCORE, NOISE, 0.05), {}),
         (core_langevin.mala_select, (X, DATA[:9], SIGMAS - 0.5, np.log(RNG.uniform(size=9))), {}),
+        (core_langevin.acceptance_probability, (np.array([0.3, -0.2, -4.0, np.nan]),), {}),
         (core_langevin.annealed_step_sizes, (np.geomspace(20.0, 1.0, 10), 0.1), {}),
     ],
     ids=lambda v: getattr(v, "__name__", ""),

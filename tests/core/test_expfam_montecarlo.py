@@ -10,9 +10,9 @@ import torch
 import torch.distributions as td
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_expfam_cases import ARRAY_BACKENDS, CASES, NAMES, host_dists, host_samples, to_backend, to_numpy
 
 from ppl_vi.core import expfam
+from tests.core.test_expfam_cases import ARRAY_BACKENDS, CASES, NAMES, host_dists, host_samples, to_backend, to_numpy
 
 NUM_MC = 20_000
 MC_SIGMAS = 5.0  # a correct formula fails one check with probability ~6e-7
@@ -86,28 +86,35 @@ def _spd(rng, p, scale):
 
 
 def _wide_params(name: str, rng: np.random.Generator, mag: float) -> dict:
-    """Valid usual parameters whose size is set by ``10 ** mag`` (mag in [-2, 3])."""
+    """Valid usual parameters whose size is set by ``10 ** mag`` (mag in [-1.5, 3])."""
     size = 10.0**mag
     draws = {
         "Normal": lambda: {"loc": rng.normal(0, size, 2), "scale": size * rng.uniform(0.5, 2, 2)},
         "MultivariateNormal": lambda: {"loc": rng.normal(0, 1, 2), "precision_matrix": _spd(rng, 2, size)},
         "Gamma": lambda: {"concentration": size * rng.uniform(0.5, 2, 2), "rate": rng.uniform(0.1, 10, 2)},
-        "Beta": lambda: {"concentration1": size * np.exp(rng.normal(size=2)), "concentration0": size * np.exp(rng.normal(size=2))},
+        "Beta": lambda: {
+            "concentration1": size * np.exp(rng.normal(size=2)),
+            "concentration0": size * np.exp(rng.normal(size=2)),
+        },
         "Dirichlet": lambda: {"concentration": size * np.exp(rng.normal(size=(2, 3)))},
         "Bernoulli": lambda: {"logits": rng.normal(0, 1 + abs(mag) * 3, 2)},
         "Categorical": lambda: {"logits": np.log(rng.dirichlet(np.full(3, size), 2))},
         "Poisson": lambda: {"rate": size * rng.uniform(0.5, 2, 2)},
-        "Wishart": lambda: {"df": 1.0 + size * rng.uniform(0.5, 2, 2), "scale_matrix": np.stack([_spd(rng, 2, 1.0)] * 2)},
+        "Wishart": lambda: {
+            "df": 1.0 + size * rng.uniform(0.5, 2, 2),
+            "scale_matrix": np.stack([_spd(rng, 2, 1.0)] * 2),
+        },
     }
     return draws[name]()
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.filterwarnings("ignore:Low df values detected")  # torch's note for p - 1 < df < p
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     name=st.sampled_from(NAMES),
     backend=st.sampled_from(ARRAY_BACKENDS),
     seed=st.integers(0, 2**32 - 1),
-    mag=st.floats(-2.0, 3.0),
+    mag=st.floats(-1.5, 3.0),
 )
 def test_wide_parameters(name, backend, seed, mag):
     case = CASES[name]

@@ -6,9 +6,9 @@ import numpy as np
 import numpyro.distributions as nd
 import pytest
 import scipy.stats
-import torch
 import torch.distributions as td
-from test_expfam_cases import ARRAY_BACKENDS, CASES, NAMES, host_dists, host_samples, to_backend, to_numpy
+
+from tests.core.test_expfam_cases import ARRAY_BACKENDS, CASES, NAMES, host_dists, host_samples, to_backend, to_numpy
 
 # numpyro registers KL for these pairs only; torch for all but Wishart.
 NUMPYRO_KL = {"Normal", "MultivariateNormal", "Gamma", "Beta", "Dirichlet", "Categorical"}

@@ -77,3 +77,10 @@ def test_step_size_adaptation_moves_towards_the_target_acceptance():
     assert adapt_log_step_size(0.0, 0.9, 0) > 0.0  # accepting too often: larger steps
     assert adapt_log_step_size(0.0, 0.1, 0) < 0.0
     assert adapt_log_step_size(0.0, 0.574, 0) == 0.0
+
+
+def test_acceptance_probability_is_capped_at_one_and_zero_for_nan():
+    from ppl_vi.core.langevin import acceptance_probability
+
+    out = acceptance_probability(torch.tensor([0.5, -np.log(4.0), float("nan"), -np.inf]))
+    np.testing.assert_allclose(out.numpy(), [1.0, 0.25, 0.0, 0.0])

@@ -11,7 +11,7 @@ from ppl_vi.diagnostics.compare import compare, make_problem
 from ppl_vi.diagnostics.methods import MethodResult, register_method, resolve_method
 from ppl_vi.diagnostics.psis import pareto_khat
 
-FAST = {"nuts": {"num_warmup": 300}, "svi": {"num_steps": 4000, "plateau": {"window": 100}}}
+FAST = {"nuts": {"num_warmup": 200, "num_chains": 2}, "svi": {"num_steps": 4000, "plateau": {"window": 100}}}
 
 
 @pytest.fixture(scope="module", params=["normal_known_variance", "beta_bernoulli"])
@@ -81,7 +81,7 @@ def test_pyro_backend_svi_and_exact():
     assert summary.loc["svi", "khat_max"] < 0.7
 
 
-def test_failing_method_is_reported_and_others_run(monkeypatch):
+def test_failing_method_is_reported_and_others_run(monkeypatch, tmp_path):
     def broken(problem, variant, seed):
         raise RuntimeError("deliberately broken")
 
@@ -94,6 +94,13 @@ def test_failing_method_is_reported_and_others_run(monkeypatch):
     assert summary.loc["exact", "status"] == "ok"
     assert "failed (RuntimeError: deliberately broken)" in report.verdict()
     assert set(report.table["method"]) == {"exact"}
+    report.save(tmp_path)
+    assert "| broken | failed |" in (tmp_path / "report.md").read_text()
+    with pytest.raises(FileExistsError, match="already exists; choose another directory or pass overwrite=True"):
+        report.save(tmp_path)
+    (tmp_path / "table.csv").unlink()
+    report.save(tmp_path, overwrite=True)
+    assert (tmp_path / "table.csv").exists()
 
 
 def test_unknown_names_list_the_valid_ones():

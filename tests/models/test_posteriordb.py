@@ -50,7 +50,9 @@ def stan_earnings(log_earn):
     def lp(p):
         d = load_data("earnings")
         y = np.log(d["earn"]) if log_earn else d["earn"]
-        return _normal_regression(y, p["beta"][0] + p["beta"][1] * d["height"], p["sigma"])
+        return _normal_regression(
+            y, p["beta"][0] + p["beta"][1] * d["height"], p["sigma"]
+        )
 
     return lp
 
@@ -123,16 +125,22 @@ def port_log_density(name: str, backend: str, params: dict) -> float:
         from numpyro.infer.util import log_density
 
         return float(log_density(m.numpyro_model, (), data, params)[0])
-    import pyro.poutine as poutine
     import torch
+    from pyro import poutine
 
-    conditioned = poutine.condition(m.pyro_model, {k: torch.as_tensor(v) for k, v in params.items()})
+    conditioned = poutine.condition(
+        m.pyro_model, {k: torch.as_tensor(v) for k, v in params.items()}
+    )
     return float(poutine.trace(conditioned).get_trace(**data).log_prob_sum())
 
 
 def reference_point(name: str, chain: int, draw: int) -> dict:
     m = models.get(name)
-    return {site: draws[chain, draw] for site, draws in reference_draws(name).items() if site in m.latent_sites}
+    return {
+        site: draws[chain, draw]
+        for site, draws in reference_draws(name).items()
+        if site in m.latent_sites
+    }
 
 
 def test_at_least_eight_ports_registered():
@@ -148,30 +156,43 @@ def test_log_density_matches_stan_up_to_a_constant(name, backend):
     points = [reference_point(name, 0, 0), reference_point(name, 3, 57)]
     stan = [STAN_LOG_DENSITY[name](p) for p in points]
     port = [port_log_density(name, backend, p) for p in points]
-    assert abs(stan[0] - stan[1]) > 1e-2, "the two test points must have different densities"
-    np.testing.assert_allclose(port[0] - port[1], stan[0] - stan[1], rtol=1e-9, atol=1e-7)
+    assert abs(stan[0] - stan[1]) > 1e-2, (
+        "the two test points must have different densities"
+    )
+    np.testing.assert_allclose(
+        port[0] - port[1], stan[0] - stan[1], rtol=1e-9, atol=1e-7
+    )
 
 
 @pytest.mark.parametrize("name", PORTS)
 def test_backends_agree_on_the_log_joint(name):
     point = reference_point(name, 5, 11)
     np.testing.assert_allclose(
-        port_log_density(name, "pyro", point), port_log_density(name, "numpyro", point), rtol=1e-12
+        port_log_density(name, "pyro", point),
+        port_log_density(name, "numpyro", point),
+        rtol=1e-12,
     )
 
 
 @pytest.mark.parametrize("name", PORTS)
 def test_latent_sites_trace_with_stan_shapes_and_supports(name, backend):
     m = models.get(name)
-    expected_shapes = {site: reference_summary(name).query("site == @site")["index"] for site in m.latent_sites}
+    expected_shapes = {
+        site: reference_summary(name).query("site == @site")["index"]
+        for site in m.latent_sites
+    }
     data = m.data(backend)
     if backend == "numpyro":
         from numpyro import handlers
 
         trace = handlers.trace(handlers.seed(m.numpyro_model, 0)).get_trace(**data)
-        sites = {k: (v["value"], v["fn"]) for k, v in trace.items() if v["type"] == "sample" and not v["is_observed"]}
+        sites = {
+            k: (v["value"], v["fn"])
+            for k, v in trace.items()
+            if v["type"] == "sample" and not v["is_observed"]
+        }
     else:
-        import pyro.poutine as poutine
+        from pyro import poutine
 
         trace = poutine.trace(m.pyro_model).get_trace(**data)
         sites = {
@@ -187,7 +208,11 @@ def test_latent_sites_trace_with_stan_shapes_and_supports(name, backend):
         assert bool(np.all(np.asarray(fn.support.check(value)))), site
         # Stan's declaration: <lower=0> excludes negative values, unconstrained admits them
         negative_allowed = np.asarray(fn.support.check(value * 0 - 1))
-        assert (not negative_allowed.any()) if SUPPORT.get(site) == "positive" else negative_allowed.all(), site
+        assert (
+            (not negative_allowed.any())
+            if SUPPORT.get(site) == "positive"
+            else negative_allowed.all()
+        ), site
         assert np.isfinite(float(fn.log_prob(value).sum())), site
 
 
@@ -223,7 +248,9 @@ def test_reference_draws_and_summary_agree(name):
 def test_eight_schools_theta_is_the_transformed_parameter():
     draws = reference_draws("pdb_eight_schools_eight_schools_noncentered")
     np.testing.assert_allclose(
-        draws["theta"], draws["theta_trans"] * draws["tau"][..., None] + draws["mu"][..., None], rtol=1e-10
+        draws["theta"],
+        draws["theta_trans"] * draws["tau"][..., None] + draws["mu"][..., None],
+        rtol=1e-10,
     )
 
 
@@ -232,13 +259,19 @@ def test_unknown_name_lists_the_ports():
         reference_summary("kidiq")
 
 
-@pytest.mark.skipif(not POSTERIORDB_ROOT.is_dir(), reason="needs a posteriordb checkout at " + str(POSTERIORDB_ROOT))
+@pytest.mark.skipif(
+    not POSTERIORDB_ROOT.is_dir(),
+    reason="needs a posteriordb checkout at " + str(POSTERIORDB_ROOT),
+)
 def test_vendor_script_reproduces_the_shipped_draws(tmp_path):
     from models.posteriordb._vendor import DATA_DIR, vendor_posterior
 
     name = "eight_schools-eight_schools_noncentered"
     written = vendor_posterior(POSTERIORDB_ROOT, name, thin=5, out_dir=tmp_path)
-    with np.load(written) as new, np.load(DATA_DIR / "draws" / f"{name}.npz") as shipped:
+    with (
+        np.load(written) as new,
+        np.load(DATA_DIR / "draws" / f"{name}.npz") as shipped,
+    ):
         assert sorted(new.files) == sorted(shipped.files)
         for key in new.files:
             np.testing.assert_array_equal(new[key], shipped[key])
@@ -264,7 +297,9 @@ def test_host_autoguides_initialise_on_flat_prior_sites(backend):
         from numpyro.infer import SVI, Trace_ELBO
         from numpyro.infer.autoguide import AutoNormal
 
-        svi = SVI(m.numpyro_model, AutoNormal(m.numpyro_model), optax.adam(0.05), Trace_ELBO())
+        svi = SVI(
+            m.numpyro_model, AutoNormal(m.numpyro_model), optax.adam(0.05), Trace_ELBO()
+        )
         state = svi.init(jax.random.PRNGKey(0), **data)
         losses = []
         for _ in range(5):
@@ -283,7 +318,8 @@ def test_host_autoguides_initialise_on_flat_prior_sites(backend):
         losses = [svi.step(**data) for _ in range(5)]
         locs = guide.locs.sigma.detach()
     assert np.all(np.isfinite(losses))
-    assert np.isfinite(float(locs))  # sigma's loc lives in the unconstrained (log) space
+    # sigma's loc lives in the unconstrained (log) space
+    assert np.isfinite(float(locs))
 
 
 @pytest.mark.parametrize("support, inside", [("real", -3.0), ("positive", 0.5)])
@@ -305,7 +341,11 @@ def test_flat_prior_is_flat_on_stan_support_and_traceable(support, inside, backe
         assert draw.shape == (500, 3) and np.all(np.asarray(prior.support.check(draw)))
         # an initialisation point: uniform on (-2, 2) in the unconstrained space
         unconstrained = draw if support == "real" else np.log(draw)
-        assert unconstrained.min() > -2 and unconstrained.max() < 2 and unconstrained.std() > 0.5
+        assert (
+            unconstrained.min() > -2
+            and unconstrained.max() < 2
+            and unconstrained.std() > 0.5
+        )
         assert log_prob.shape == () and log_prob == 0.0
         with pytest.raises(ValueError, match="'simplex' is not supported"):
             flat_prior("simplex", (3,))

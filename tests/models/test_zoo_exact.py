@@ -9,14 +9,19 @@ Gaussian marginal ``y | precision ~ N(X m0, (I + X Lambda0^{-1} X^T) / precision
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import numpyro.distributions as ndist
+import pyro.distributions as pdist
 import pytest
+import torch
 from scipy import integrate, stats
 
 import models
 
 EXACT = [n for n in models.names() if models.get(n).exact_posterior is not None]
+HOSTS = [(ndist, np.asarray), (pdist, lambda v: torch.as_tensor(np.asarray(v, dtype=float)))]
 
 
 def _quadrature(log_joint, lower: float, upper: float, num_grid: int = 4001) -> tuple[float, float, float]:
@@ -142,14 +147,14 @@ def test_bayesian_linear_regression_against_precision_quadrature():
 
 
 @pytest.mark.parametrize("name", EXACT)
-def test_params_are_host_distributions_with_the_stated_moments(name):
+def test_params_build_host_distributions_with_the_stated_moments(name):
     zoo = models.get(name)
     post = zoo.exact_posterior(zoo.generate_data(1))
     marginal_sites = [site for site in post.params if isinstance(site, str)]
     assert set(marginal_sites) == set(zoo.latent_sites)
-    for site in marginal_sites:
+    for site, (module, as_array) in itertools.product(marginal_sites, HOSTS):
         family, params = post.params[site]
-        d = getattr(ndist, family)(**{k: np.asarray(v) for k, v in params.items()})
+        d = getattr(module, family)(**{k: as_array(v) for k, v in params.items()})
         np.testing.assert_allclose(np.asarray(d.mean), post.mean[site], rtol=1e-10)
         np.testing.assert_allclose(np.sqrt(np.asarray(d.variance)), post.sd[site], rtol=1e-10)
 

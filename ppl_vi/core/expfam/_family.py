@@ -22,8 +22,9 @@ statistics; statistic ``i`` has ``stat_event_ndims[i]`` trailing event dimension
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ppl_vi.core._xp import namespace
 

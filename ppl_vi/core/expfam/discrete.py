@@ -25,7 +25,8 @@ tensor(-0.2231)
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ppl_vi.core._xp import namespace, special
 from ppl_vi.core.expfam._family import ExponentialFamily, Params, check_params
@@ -148,8 +149,11 @@ def _expected_log_factorial(log_rate: Array) -> Array:
     window = xp.sum(xp.where(inside, pmf * log_fact, 0.0), axis=-1)
     # Asymptotic expansion of the entropy, shifted by E[log x!] = H + r log r - r.
     big = xp.clip(rate, _ASYMPTOTIC_RATE, None)
-    entropy = 0.5 * xp.log(2.0 * math.pi * math.e * big) - 1.0 / (12.0 * big) - 1.0 / (24.0 * big**2) - 19.0 / (
-        360.0 * big**3
+    entropy = (
+        0.5 * xp.log(2.0 * math.pi * math.e * big)
+        - 1.0 / (12.0 * big)
+        - 1.0 / (24.0 * big**2)
+        - 19.0 / (360.0 * big**3)
     )
     asymptotic = entropy + big * xp.log(big) - big
     return xp.where(rate < _ASYMPTOTIC_RATE, window, asymptotic)

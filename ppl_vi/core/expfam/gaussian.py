@@ -117,8 +117,7 @@ def _mvn_unpack(eta: Params) -> tuple[Array, Array, Array]:
     check_square(eta2, "eta[1] (-precision/2)", "MultivariateNormal")
     if eta1.shape[-1:] != eta2.shape[-1:]:
         raise ValueError(
-            f"MultivariateNormal: eta[0] has event size {tuple(eta1.shape[-1:])} but eta[1] "
-            f"is {tuple(eta2.shape[-2:])}"
+            f"MultivariateNormal: eta[0] has event size {tuple(eta1.shape[-1:])} but eta[1] is {tuple(eta2.shape[-2:])}"
         )
     chol = cholesky(-2.0 * eta2)
     return eta1, chol, chol_solve(chol, eta1[..., None])[..., 0]
