@@ -148,13 +148,15 @@ def main() -> None:
         weight = float(np.mean(draws.sum(axis=1) > 0))
         distance = energy_distance(draws[:2000], reference)
         distance_last_level = energy_distance(draws[:2000], reference_last_level)
-        rows.append((name, draws, weight, distance))
+        rows.append((name, draws, weight, distance, distance_last_level))
         print(f"{name:34s} {weight:18.3f} {abs(weight - 0.8):13.3f} {distance:18.4f} {distance_last_level:8.4f}")
 
-    figure, axes = plt.subplots(1, 5, figsize=(22, 4.4))
-    for axis, (name, draws, weight, distance) in zip(axes, rows):
+    figure, axes = plt.subplots(1, 5, figsize=(24, 4.8))
+    for axis, (name, draws, weight, distance, distance_last_level) in zip(axes, rows):
         axis.scatter(draws[:3000, 0], draws[:3000, 1], s=1, alpha=0.3)
-        axis.set(title=f"{name}\nweight {weight:.3f}, energy dist. {distance:.3f}", xlim=(-10, 10), ylim=(-10, 10))
+        title = f"{name}\nweight {weight:.3f}; energy dist. to p {distance:.3f}, to p_σL {distance_last_level:.3f}"
+        axis.set_title(title, fontsize=9)
+        axis.set(xlim=(-10, 10), ylim=(-10, 10))
         axis.set_aspect("equal")
     grid = jnp.stack(jnp.meshgrid(jnp.linspace(-9, 9, 15), jnp.linspace(-9, 9, 15)), axis=-1).reshape(-1, 2)
     exact, fitted = exact_score(grid, 1.0), learned(grid, 1.0)

@@ -39,6 +39,7 @@ from pyroapi import distributions as dist
 from pyroapi import pyro
 
 from models import ZooModel, register
+from models._checks import require, require_positive
 from ppl_vi.core._xp import namespace
 
 
@@ -74,8 +75,8 @@ def generate_data(
     proportions ``~ Dirichlet(10 * 1_K)``. The prior: ``m0 = 0``, ``nu0 = D + 1`` unless
     given, ``W0 = I / nu0`` (prior mean precision ``I``).
     """
-    if num_features < 2:
-        raise ValueError(f"bayesian_gmm data need num_features >= 2; got {num_features}")
+    require("bayesian_gmm", num_features >= 2, "num_features >= 2 (centres lie on a circle)", num_features)
+    require_positive("bayesian_gmm", num_data=num_data, num_components=num_components, alpha0=alpha0, beta0=beta0)
     rng = np.random.default_rng(seed)
     angles = 2.0 * np.pi * np.arange(num_components) / num_components
     radius = 4.0 / np.sin(np.pi / num_components) if num_components > 1 else 0.0
@@ -88,6 +89,7 @@ def generate_data(
     labels = rng.choice(num_components, size=num_data, p=proportions)
     x = centres[labels] + np.einsum("nij,nj->ni", chol[labels], rng.standard_normal((num_data, num_features)))
     nu0 = num_features + 1.0 if nu0 is None else float(nu0)
+    require("bayesian_gmm", nu0 > num_features - 1, f"nu0 > num_features - 1 = {num_features - 1}", nu0)
     return {
         "x": x,
         "num_components": int(num_components),

@@ -13,22 +13,22 @@ multivariate Student-t with ``2 aN`` degrees of freedom.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from pyroapi import distributions as dist
 from pyroapi import pyro
 
 from models import ExactPosterior, ZooModel, register
+from models._checks import require_positive
 from models._normal_gamma_regression import normal_gamma_regression_posterior
 
 
 def bayesian_linear_regression(X, y, lambda0: float, a0: float, b0: float):
     """``X``: (N, D) design; ``y``: (N,) responses; ``lambda0, a0, b0``: prior."""
     precision = pyro.sample("precision", dist.Gamma(a0, b0))
-    weights = pyro.sample(
-        "weights", dist.Normal(0.0, (lambda0 * precision) ** -0.5).expand([X.shape[-1]]).to_event(1)
-    )
+    weights = pyro.sample("weights", dist.Normal(0.0, (lambda0 * precision) ** -0.5).expand([X.shape[-1]]).to_event(1))
     with pyro.plate("data", X.shape[0]):
         pyro.sample("y", dist.Normal(X @ weights, precision**-0.5), obs=y)
 
@@ -43,6 +43,9 @@ def generate_data(
     b0: float = 1.0,
 ) -> dict:
     """Standard-normal design, weights ``1, -1, 0.5, ...`` (cycled), Gaussian noise."""
+    require_positive(
+        "bayesian_linear_regression", num_data=num_data, num_features=num_features, lambda0=lambda0, a0=a0, b0=b0
+    )
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((num_data, num_features))
     true_weights = np.resize([1.0, -1.0, 0.5], num_features)
@@ -51,8 +54,10 @@ def generate_data(
 
 
 def exact_posterior(data: Mapping[str, Any]) -> ExactPosterior:
+    """Exact posterior and log evidence for ``data`` (formulas in the module docstring)."""
     X = np.asarray(data["X"], dtype=float)
-    num_features = X.shape[1]
+    require_positive("bayesian_linear_regression", lambda0=data["lambda0"], a0=data["a0"], b0=data["b0"])
+    num_features = X.shape[-1]
     post = normal_gamma_regression_posterior(
         X, data["y"], np.zeros(num_features), data["lambda0"] * np.eye(num_features), data["a0"], data["b0"]
     )

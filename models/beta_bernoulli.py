@@ -11,7 +11,8 @@ Posterior ``Beta(a0 + s, b0 + N - s)`` with ``s = sum_n x_n``; evidence
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from pyroapi import distributions as dist
@@ -19,6 +20,7 @@ from pyroapi import pyro
 from scipy.special import betaln
 
 from models import ExactPosterior, ZooModel, register
+from models._checks import require, require_positive
 
 
 def beta_bernoulli(x, a0: float, b0: float):
@@ -30,13 +32,20 @@ def beta_bernoulli(x, a0: float, b0: float):
 
 def generate_data(seed: int, num_data: int = 50, true_p: float = 0.3, a0: float = 2.0, b0: float = 2.0) -> dict:
     """``num_data`` flips of a coin with bias ``true_p``."""
+    require_positive("beta_bernoulli", num_data=num_data, a0=a0, b0=b0)
+    require("beta_bernoulli", 0.0 <= true_p <= 1.0, "true_p in [0, 1]", true_p)
     rng = np.random.default_rng(seed)
     x = (rng.random(num_data) < true_p).astype(float)
     return {"x": x, "a0": float(a0), "b0": float(b0)}
 
 
 def exact_posterior(data: Mapping[str, Any]) -> ExactPosterior:
+    """Exact posterior and log evidence for ``data`` (formulas in the module docstring)."""
     x = np.asarray(data["x"], dtype=float)
+    require(
+        "beta_bernoulli", x.ndim == 1 and np.isin(x, (0.0, 1.0)).all(), "'x' of shape (N,) with values in {0, 1}", x
+    )
+    require_positive("beta_bernoulli", a0=data["a0"], b0=data["b0"])
     heads = x.sum()
     c1, c0 = data["a0"] + heads, data["b0"] + x.shape[0] - heads
     total = c1 + c0

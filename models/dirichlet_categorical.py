@@ -12,7 +12,8 @@ lgamma(alpha0_k)]`` with ``A0 = sum_k alpha0_k``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from pyroapi import distributions as dist
@@ -20,6 +21,7 @@ from pyroapi import pyro
 from scipy.special import gammaln
 
 from models import ExactPosterior, ZooModel, register
+from models._checks import require, require_positive
 
 
 def dirichlet_categorical(x, alpha0):
@@ -32,14 +34,24 @@ def dirichlet_categorical(x, alpha0):
 def generate_data(seed: int, num_data: int = 60, true_probs=(0.5, 0.3, 0.2), concentration: float = 1.0) -> dict:
     """``num_data`` labels drawn from ``true_probs``; a symmetric prior ``concentration * 1_K``."""
     true_probs = np.asarray(true_probs, dtype=float)
+    require_positive("dirichlet_categorical", num_data=num_data, concentration=concentration)
+    require(
+        "dirichlet_categorical", bool(np.all(true_probs >= 0) and true_probs.sum() > 0), "true_probs >= 0", true_probs
+    )
     rng = np.random.default_rng(seed)
     x = rng.choice(true_probs.shape[0], size=num_data, p=true_probs / true_probs.sum())
     return {"x": x.astype(np.int64), "alpha0": np.full(true_probs.shape[0], float(concentration))}
 
 
 def exact_posterior(data: Mapping[str, Any]) -> ExactPosterior:
+    """Exact posterior and log evidence for ``data`` (formulas in the module docstring)."""
     alpha0 = np.asarray(data["alpha0"], dtype=float)
     x = np.asarray(data["x"])
+    require(
+        "dirichlet_categorical", alpha0.ndim == 1 and bool(np.all(alpha0 > 0)), "'alpha0' of shape (K,) > 0", alpha0
+    )
+    labels_ok = x.ndim == 1 and x.dtype.kind in "iu" and bool(np.all((x >= 0) & (x < alpha0.shape[0])))
+    require("dirichlet_categorical", labels_ok, f"'x' of shape (N,) with integer labels in [0, {alpha0.shape[0]})", x)
     alpha = alpha0 + np.bincount(x, minlength=alpha0.shape[0])
     total = alpha.sum()
     log_evidence = gammaln(alpha0.sum()) - gammaln(total) + (gammaln(alpha) - gammaln(alpha0)).sum()

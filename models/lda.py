@@ -16,13 +16,15 @@ trace site of its own name, which would collide with the sample site ``"topics"`
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from pyroapi import distributions as dist
 from pyroapi import pyro
 
 from models import ZooModel, register
+from models._checks import require_positive
 from ppl_vi.core._xp import namespace
 
 
@@ -34,9 +36,7 @@ def lda(words, doc_ids, num_docs: int, num_topics: int, vocab_size: int, alpha: 
     with pyro.plate("docs", num_docs):
         doc_topics = pyro.sample("doc_topics", dist.Dirichlet(xp.full((num_topics,), float(alpha))))
     with pyro.plate("tokens", words.shape[0]):
-        assignment = pyro.sample(
-            "assignment", dist.Categorical(doc_topics[doc_ids]), infer={"enumerate": "parallel"}
-        )
+        assignment = pyro.sample("assignment", dist.Categorical(doc_topics[doc_ids]), infer={"enumerate": "parallel"})
         pyro.sample("words", dist.Categorical(topics[assignment]), obs=words)
 
 
@@ -50,6 +50,15 @@ def generate_data(
     eta: float = 0.1,
 ) -> dict:
     """A corpus from LDA's generative process, ``doc_length`` tokens per document."""
+    require_positive(
+        "lda",
+        num_docs=num_docs,
+        num_topics=num_topics,
+        vocab_size=vocab_size,
+        doc_length=doc_length,
+        alpha=alpha,
+        eta=eta,
+    )
     rng = np.random.default_rng(seed)
     topics = rng.dirichlet(np.full(vocab_size, eta), size=num_topics)
     doc_topics = rng.dirichlet(np.full(num_topics, alpha), size=num_docs)

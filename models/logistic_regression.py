@@ -15,6 +15,7 @@ from pyroapi import distributions as dist
 from pyroapi import pyro
 
 from models import ZooModel, register
+from models._checks import require_positive
 
 
 def logistic_regression(X, y):
@@ -26,6 +27,7 @@ def logistic_regression(X, y):
 
 def generate_data(seed: int, num_data: int = 100, num_features: int = 3) -> dict:
     """Standard-normal design, weights ``1.5, -1, 0.5, ...`` (cycled), Bernoulli labels."""
+    require_positive("logistic_regression", num_data=num_data, num_features=num_features)
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((num_data, num_features))
     true_weights = np.resize([1.5, -1.0, 0.5], num_features)

@@ -28,13 +28,15 @@ rounding (well inside 1e-12).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from pyroapi import distributions as dist
 from pyroapi import pyro
 
 from models import ExactPosterior, ZooModel, register
+from models._checks import require, require_positive
 from models._normal_gamma_regression import normal_gamma_regression_posterior
 
 
@@ -57,13 +59,22 @@ def generate_data(
     b0: float = 2.0,
 ) -> dict:
     """``num_data`` draws from ``Normal(true_loc, true_precision^{-1/2})``."""
+    require_positive("normal_gamma", num_data=num_data, true_precision=true_precision, lambda0=lambda0, a0=a0, b0=b0)
     rng = np.random.default_rng(seed)
     x = true_loc + rng.standard_normal(num_data) / np.sqrt(true_precision)
     return {"x": x, "mu0": float(mu0), "lambda0": float(lambda0), "a0": float(a0), "b0": float(b0)}
 
 
-def exact_posterior(data: Mapping[str, Any]) -> ExactPosterior:
+def _observations(data: Mapping[str, Any]) -> np.ndarray:
     x = np.asarray(data["x"], dtype=float)
+    require("normal_gamma", x.ndim == 1 and bool(np.all(np.isfinite(x))), "finite 'x' of shape (N,)", x)
+    require_positive("normal_gamma", lambda0=data["lambda0"], a0=data["a0"], b0=data["b0"])
+    return x
+
+
+def exact_posterior(data: Mapping[str, Any]) -> ExactPosterior:
+    """Exact posterior and log evidence for ``data`` (formulas in the module docstring)."""
+    x = _observations(data)
     post = normal_gamma_regression_posterior(
         np.ones((x.shape[0], 1)), x, np.array([data["mu0"]]), np.array([[data["lambda0"]]]), data["a0"], data["b0"]
     )
@@ -97,7 +108,7 @@ def mean_field_fixed_point(data: Mapping[str, Any]) -> dict:
         ``{"loc": ("Normal", {"loc", "scale"}), "precision": ("Gamma", {"concentration", "rate"})}``
         with float values.
     """
-    x = np.asarray(data["x"], dtype=float)
+    x = _observations(data)
     mu0, lambda0, a0, b0 = data["mu0"], data["lambda0"], data["a0"], data["b0"]
     num_data = x.shape[0]
     loc = (lambda0 * mu0 + x.sum()) / (lambda0 + num_data)

@@ -17,13 +17,15 @@ with ``d_n = x_n - m0``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from pyroapi import distributions as dist
 from pyroapi import pyro
 
 from models import ExactPosterior, ZooModel, register
+from models._checks import require, require_positive
 
 
 def normal_known_variance(x, m0: float, s0: float, sigma: float):
@@ -37,14 +39,18 @@ def generate_data(
     seed: int, num_data: int = 30, true_loc: float = 1.5, sigma: float = 2.0, m0: float = 0.0, s0: float = 3.0
 ) -> dict:
     """``num_data`` draws from ``Normal(true_loc, sigma)``."""
+    require_positive("normal_known_variance", num_data=num_data, sigma=sigma, s0=s0)
     rng = np.random.default_rng(seed)
     x = true_loc + sigma * rng.standard_normal(num_data)
     return {"x": x, "m0": float(m0), "s0": float(s0), "sigma": float(sigma)}
 
 
 def exact_posterior(data: Mapping[str, Any]) -> ExactPosterior:
+    """Exact posterior and log evidence for ``data`` (formulas in the module docstring)."""
     x = np.asarray(data["x"], dtype=float)
     m0, s0, sigma = data["m0"], data["s0"], data["sigma"]
+    require("normal_known_variance", x.ndim == 1 and bool(np.all(np.isfinite(x))), "finite 'x' of shape (N,)", x)
+    require_positive("normal_known_variance", s0=s0, sigma=sigma)
     num_data = x.shape[0]
     variance = 1.0 / (1.0 / s0**2 + num_data / sigma**2)
     mean = variance * (m0 / s0**2 + x.sum() / sigma**2)

@@ -239,8 +239,7 @@ class AmortizationGap(NamedTuple):
 
     ``gap = elbo_optimized − elbo_encoder`` (≥ 0 up to Monte Carlo error); ``iwae`` is
     the k-sample importance-weighted estimate of ``log p(x_i)`` with the optimized
-    ``q_ψ*`` as proposal, on the first k of the evaluation draws (so with
-    ``num_importance == num_eval_particles``, ``iwae ≥ elbo_optimized`` exactly); ``loc`` and ``scale`` (``(n, k)``) are ψ*.
+    ``q_ψ*`` as proposal, on the first k of the evaluation draws; ``loc`` and ``scale`` (``(n, k)``) are ψ*.
     """
 
     elbo_encoder: Any

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import arviz as az
 import numpy as np
 import pytest
@@ -31,3 +34,10 @@ def test_bad_shapes_name_the_site():
         to_inference_data({"a": np.zeros((1, 5)), "b": np.zeros((1, 4))})
     with pytest.raises(ValueError, match="sample_stats 'lw'"):
         to_inference_data({"a": np.zeros((1, 5))}, sample_stats={"lw": np.zeros((1, 4))})
+
+
+def test_diagnostics_import_pulls_no_backend():
+    code = ("import sys, ppl_vi.diagnostics, ppl_vi.diagnostics.plots, ppl_vi.cli; "
+            "print([m for m in ('jax', 'torch', 'numpyro', 'pyro') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -300,12 +300,9 @@ def test_host_autoguides_initialise_on_flat_prior_sites(backend):
         svi = SVI(
             m.numpyro_model, AutoNormal(m.numpyro_model), optax.adam(0.05), Trace_ELBO()
         )
-        state = svi.init(jax.random.PRNGKey(0), **data)
-        losses = []
-        for _ in range(5):
-            state, loss = svi.update(state, **data)
-            losses.append(float(loss))
-        locs = svi.get_params(state)["sigma_auto_loc"]
+        result = svi.run(jax.random.PRNGKey(0), 5, progress_bar=False, **data)
+        losses = np.asarray(result.losses)
+        locs = result.params["sigma_auto_loc"]
     else:
         import pyro
         from pyro.infer import SVI, Trace_ELBO

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyro
 import pytest
@@ -34,8 +36,43 @@ def test_sizes_are_configurable():
     assert corpus["words"].max() < 11 and corpus["num_topics"] == 4
     blr = models.get("bayesian_linear_regression").generate_data(0, num_data=9, num_features=5)
     assert blr["X"].shape == (9, 5)
-    with pytest.raises(ValueError, match="num_features >= 2"):
-        models.get("bayesian_gmm").generate_data(0, num_features=1)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, message",
+    [
+        ("bayesian_gmm", {"num_features": 1}, "bayesian_gmm: expected num_features >= 2"),
+        ("bayesian_gmm", {"nu0": 0.5}, "nu0 > num_features - 1"),
+        ("lda", {"num_topics": 0}, "lda: expected num_topics > 0; got 0"),
+        ("beta_bernoulli", {"true_p": 1.5}, "true_p in"),
+        ("normal_gamma", {"b0": -1.0}, "normal_gamma: expected b0 > 0; got -1.0"),
+        ("logistic_regression", {"num_data": 0}, "num_data > 0"),
+    ],
+)
+def test_generators_refuse_bad_sizes(name, kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        models.get(name).generate_data(0, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "name, bad, message",
+    [
+        (
+            "beta_bernoulli",
+            {"x": np.array([0.0, 2.0])},
+            "beta_bernoulli: expected 'x' of shape (N,) with values in {0, 1}",
+        ),
+        ("gamma_poisson", {"x": np.array([1.0, 0.5])}, "non-negative integer counts"),
+        ("dirichlet_categorical", {"x": np.array([0, 3])}, "integer labels in [0, 3)"),
+        ("normal_known_variance", {"sigma": 0.0}, "expected sigma > 0"),
+        ("normal_gamma", {"x": np.ones((2, 2))}, "finite 'x' of shape (N,)"),
+        ("bayesian_linear_regression", {"y": np.ones(3)}, "expected X of shape (N, D) and y of shape (N,)"),
+    ],
+)
+def test_exact_posteriors_refuse_bad_data(name, bad, message):
+    zoo = models.get(name)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        zoo.exact_posterior({**zoo.generate_data(0), **bad})
 
 
 def test_gmm_clusters_are_well_separated():
@@ -87,9 +124,9 @@ def test_gmm_is_the_model_of_sklearn_bayesian_gaussian_mixture():
         locs = rng.standard_normal((K, 2)) * 3.0
         log_q = stats.dirichlet(bgm.weight_concentration_).logpdf(weights) + sum(
             stats.wishart(bgm.degrees_of_freedom_[k], wishart_scales[k]).logpdf(precisions[k])
-            + stats.multivariate_normal(
-                bgm.means_[k], np.linalg.inv(bgm.mean_precision_[k] * precisions[k])
-            ).logpdf(locs[k])
+            + stats.multivariate_normal(bgm.means_[k], np.linalg.inv(bgm.mean_precision_[k] * precisions[k])).logpdf(
+                locs[k]
+            )
             for k in range(K)
         )
         values = {"weights": weights, "precisions": precisions, "locs": locs, "assignment": labels}

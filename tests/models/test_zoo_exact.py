@@ -31,7 +31,7 @@ def _quadrature(log_joint, lower: float, upper: float, num_grid: int = 4001) -> 
     peak, shift = grid[np.argmax(values)], values.max()
 
     def moment(power: int) -> float:
-        f = lambda t: t**power * np.exp(log_joint(t) - shift)  # noqa: E731
+        f = lambda t: t**power * np.exp(log_joint(t) - shift)
         return integrate.quad(f, lower, upper, points=[peak], limit=400, epsabs=0.0, epsrel=1e-11)[0]
 
     z, m1, m2 = moment(0), moment(1), moment(2)
@@ -48,7 +48,7 @@ def _check(post: models.ExactPosterior, site: str, expected: tuple[float, float,
 def test_beta_bernoulli_against_quadrature():
     data = models.get("beta_bernoulli").generate_data(3)
     x = data["x"]
-    log_joint = lambda p: stats.beta.logpdf(p, data["a0"], data["b0"]) + stats.bernoulli.logpmf(x, p).sum()  # noqa: E731
+    log_joint = lambda p: stats.beta.logpdf(p, data["a0"], data["b0"]) + stats.bernoulli.logpmf(x, p).sum()
     _check(models.get("beta_bernoulli").exact_posterior(data), "p", _quadrature(log_joint, 0.0, 1.0))
 
 
@@ -108,8 +108,9 @@ def _regression_by_precision_quadrature(X, y, prior_loc, prior_cov, a0, b0) -> d
 
     log_evidence, precision_mean, precision_sd = _quadrature(log_joint, 0.0, 40.0, num_grid=801)
     shift = log_joint(precision_mean)
-    inverse_moment = integrate.quad(lambda t: np.exp(log_joint(t) - shift) / t, 0.0, 40.0, limit=400)[0] / (
-        integrate.quad(lambda t: np.exp(log_joint(t) - shift), 0.0, 40.0, limit=400)[0]
+    inverse_moment = (
+        integrate.quad(lambda t: np.exp(log_joint(t) - shift) / t, 0.0, 40.0, limit=400)[0]
+        / (integrate.quad(lambda t: np.exp(log_joint(t) - shift), 0.0, 40.0, limit=400)[0])
     )
     gain = prior_cov @ X.T @ np.linalg.inv(marginal_cov)  # Gaussian conditioning given the precision
     weights_mean = prior_loc + gain @ centred
@@ -126,7 +127,12 @@ def test_normal_gamma_against_precision_quadrature():
     x = data["x"]
     post = models.get("normal_gamma").exact_posterior(data)
     ref = _regression_by_precision_quadrature(
-        np.ones((x.shape[0], 1)), x, np.array([data["mu0"]]), np.array([[1.0 / data["lambda0"]]]), data["a0"], data["b0"]
+        np.ones((x.shape[0], 1)),
+        x,
+        np.array([data["mu0"]]),
+        np.array([[1.0 / data["lambda0"]]]),
+        data["a0"],
+        data["b0"],
     )
     np.testing.assert_allclose(post.log_evidence, ref["log_evidence"], rtol=1e-8)
     np.testing.assert_allclose([post.mean["precision"], post.sd["precision"]], ref["precision"], rtol=1e-7)

@@ -8,6 +8,7 @@ kept as NumPy arrays, and substituted into the NumPyro and the Pyro program alik
 from __future__ import annotations
 
 import functools
+
 import jax
 import numpy as np
 import numpyro
@@ -55,7 +56,7 @@ def _pyro_latent_names(trace) -> set:
     }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _latent_values_and_sites(name: str, seed: int) -> tuple[dict, frozenset]:
     zoo = models.get(name)
     model = numpyro.handlers.substitute(zoo.numpyro_model, substitute_fn=init_to_uniform)

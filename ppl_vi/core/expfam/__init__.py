@@ -18,6 +18,14 @@ Poisson(r)             ``(x,)``                     ``(log r,)``
 Wishart(nu, V)         ``(X, log|X|)``              ``(-V^{-1} / 2, (nu - p - 1) / 2)``
 =====================  ===========================  ==================================
 
+Every family offers ``sufficient_stats(x)``, ``log_base_measure(x)``,
+``log_normalizer(eta)``, ``mean_from_natural(eta)`` (= ``expected_stats(eta)`` =
+``grad A``), ``natural_from_mean(mu)``, ``natural_from_params(**params)``,
+``params_from_natural(eta) -> dict`` (host parameter names), ``log_prob(x, eta)``,
+``entropy(eta)``, ``kl_divergence(eta_p, eta_q)``, ``inner(eta, stats)`` and
+``expected_log_base_measure(eta)``; ``family(name)`` looks one up by the host
+distribution class name.
+
 Example
 -------
 >>> import torch
