@@ -9,9 +9,10 @@ the host library sees an ordinary program.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping, Optional
+from typing import Any, Callable, Iterator, Literal, Mapping, Optional
 
 import numpy as np
 
@@ -112,12 +113,30 @@ def _check_backend(backend: str) -> None:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
 
 
-def _in_backend(program: Callable[..., Any], pyroapi_name: str) -> Callable[..., Any]:
-    from pyroapi import pyro_backend
+@contextlib.contextmanager
+def _dispatch_to(pyroapi_name: str) -> Iterator[None]:
+    """Point pyroapi's generic modules at one host library.
 
+    ``pyroapi.pyro_backend`` would also install ``handlers.seed(rng_seed=0)`` as the
+    innermost handler, which overrides every seed the user sets outside the model
+    (identical draws for all NumPyro seeds; Pyro's global RNG reset on each call).
+    Only the dispatch table is switched here.
+    """
+    from pyroapi.dispatch import _ALIASES, GenericModule
+
+    new = _ALIASES[pyroapi_name]
+    old = {name: GenericModule.current_backend[name] for name in new}
+    GenericModule.current_backend.update(new)
+    try:
+        yield
+    finally:
+        GenericModule.current_backend.update(old)
+
+
+def _in_backend(program: Callable[..., Any], pyroapi_name: str) -> Callable[..., Any]:
     @functools.wraps(program)
     def model(*args: Any, **kwargs: Any) -> Any:
-        with pyro_backend(pyroapi_name):
+        with _dispatch_to(pyroapi_name):
             return program(*args, **kwargs)
 
     return model

@@ -97,12 +97,12 @@ def continuous_loss_eps(eps: Array, eps_hat: Array, dgamma: Array) -> Array:
 
 
 def prior_kl(x: Array, g_1: Array) -> Array:
-    """KL(q(z_1 | x) || N(0, I)) summed over the last axis; x (B, D), g_1 scalar -> (B,)."""
+    """KL(q(z_1 | x) || N(0, I)) = ½ Σ_d (σ_1² + a_1² x_d² − 1 − log σ_1²); x (B, D),
+    g_1 scalar -> (B,)."""
     xp = namespace(x)
     var = schedules.sigma2(g_1)
-    mean = schedules.alpha(g_1) * x
-    one = xp.ones_like(x)
-    return xp.sum(gaussian_kl(mean, var * one, 0 * x, one), axis=-1)
+    return 0.5 * (xp.sum(schedules.alpha2(g_1) * x ** 2, axis=-1)
+                  + x.shape[-1] * (var - 1 - special(g_1).log_sigmoid(g_1)))
 
 
 def decoder_logits(z_0: Array, g_0: Array, num_bins: int) -> Array:

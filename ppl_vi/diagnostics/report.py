@@ -81,11 +81,12 @@ class Report:
     def recommended(self) -> list[str]:
         """Accurate methods with k̂ < 0.7 (or undefined), best ELBO then fastest first.
 
-        The method that *is* the reference (``exact`` against an exact reference) is left
-        out: matching itself says nothing.
+        ``exact`` against an exact reference is left out: matching itself says nothing
+        (an independent NUTS run against a NUTS reference does count).
         """
         ok = [row for _, row in self.summary.iterrows()
-              if row["status"] == "ok" and row["method"] != self.reference_kind and self._accurate(row)]
+              if row["status"] == "ok" and not (row["method"] == "exact" == self.reference_kind)
+              and self._accurate(row)]
         ok = [r for r in ok if not (pd.notna(r.get("khat_median", np.nan)) and r["khat_median"] >= BAD_KHAT)]
         ok.sort(key=lambda r: (-(r["elbo"] if pd.notna(r["elbo"]) else -np.inf), r["wall_time_s"]))
         return [r["method"] for r in ok]
@@ -100,12 +101,12 @@ class Report:
                 + (f" (also acceptable: {', '.join(trusted[1:])})" if trusted[1:] else "")
                 + f": it matches the {self.reference_kind} reference within tolerance"
                 " (means within 0.1 sd or 3x the reference noise floor, sd ratio within 10%)"
-                " and its importance weights do not flag a missing posterior mass."
+                " and, where k̂ is defined, its importance weights do not flag missing posterior mass."
             )
         else:
             lines.append(f"No method matches the {self.reference_kind} reference within tolerance.")
         if self.warnings:
-            lines.append("Caution: " + " ".join(self.warnings))
+            lines.append("Caution: " + "; ".join(self.warnings) + ".")
         for method, text in self.method_verdicts().items():
             lines.append(f"- **{method}**: {text}")
         return "\n".join(lines)

@@ -10,6 +10,7 @@ site unwrapped from its ``Independent`` / ``ExpandedDistribution`` /
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -113,7 +114,8 @@ def run_sites(model: Callable, args: tuple, kwargs: dict) -> Callable[[Optional[
 
     def run(values: Optional[dict], seed: int) -> dict:
         data = {k: to_torch(v) for k, v in (values or {}).items()}
-        with pyro.validation_enabled(False), torch.random.fork_rng(), torch.no_grad():
+        with pyro.validation_enabled(False), torch.random.fork_rng(), torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Singular sample detected")
             torch.manual_seed(seed)
             trace = poutine.trace(poutine.condition(model, data=data)).get_trace(*args, **kwargs)
         return {

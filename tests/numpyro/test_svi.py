@@ -94,7 +94,7 @@ def test_minibatch_gradient_is_unbiased_over_a_partition(regression_guide):
 
 def _fit_average(model, guide, *args, num_steps=4000, seed=0, **kwargs):
     schedule = optax.exponential_decay(0.05, num_steps, 0.01)
-    svi = SVI(model, guide, optax.adam(schedule), TraceMeanField_ELBO(num_particles=4))
+    svi = SVI(model, guide, optax.adam(schedule), TraceMeanField_ELBO())
     state = svi.init(jax.random.PRNGKey(seed), *args, **kwargs)
 
     def body(state, _):
