@@ -19,9 +19,10 @@ _EXPORTS = {
     "amortization_gap": "amortized",
     "DiffusionChain": "diffusion",
     "DiffusionELBO": "diffusion",
-    "langevin": "langevin",
-    "annealed_langevin": "langevin",
-    "posterior_score": "langevin",
+    "langevin": "langevin_sampling",
+    "annealed_langevin": "langevin_sampling",
+    "posterior_score": "langevin_sampling",
+    "langevin_posterior": "langevin_sampling",
     "dsm_loss": "score",
     "kde_score": "score",
 }

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 import models
 
 
+@functools.lru_cache(maxsize=None)
 def fit(backend: str, name: str, seed: int = 0, num_restarts: int = 1, tol: float = 1e-13, **sizes):
-    """Run CAVI on zoo model ``name``; returns ``(result, numpy data, cavi)``."""
+    """Run CAVI on zoo model ``name``; returns ``(result, numpy data, cavi)``.
+
+    Cached: tests that need the same fit (exactness, parity) share it; results are
+    read-only.
+    """
     zoo = models.get(name)
     raw = zoo.generate_data(seed, **sizes)
     data = models.to_backend(raw, backend)

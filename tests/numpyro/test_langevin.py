@@ -10,7 +10,7 @@ import numpyro.distributions as dist
 import pytest
 
 from ppl_vi.numpyro import annealed_langevin, langevin, posterior_score
-from ppl_vi.numpyro.langevin import langevin_posterior
+from ppl_vi.numpyro.langevin_sampling import langevin_posterior
 
 # --- Gaussian target N(m, s²): ULA's stationary variance is s² / (1 − h/(2s²)) ----------------
 M, S2, H, NUM_CHAINS = 1.0, 2.0, 1.0, 4000
@@ -149,12 +149,12 @@ def test_posterior_score_of_the_zoo_normal_known_variance_model():
 
 
 def test_public_langevin_is_callable_whatever_the_import_order():
-    """The submodule ``ppl_vi.numpyro.langevin`` shadows the function of the same name once imported."""
+    """Importing the defining submodule first must not shadow the public function ``langevin``."""
     import importlib
 
     import ppl_vi.numpyro
 
-    importlib.import_module("ppl_vi.numpyro.langevin")
+    importlib.import_module("ppl_vi.numpyro.langevin_sampling")
     from ppl_vi.numpyro import langevin as public_langevin
 
     assert public_langevin(gaussian_score, jnp.zeros((3, 1)), 2, 0.1, 0).position.shape == (3, 1)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ppl_vi.pyro import annealed_langevin, langevin, posterior_score
-from ppl_vi.pyro.langevin import langevin_posterior
+from ppl_vi.pyro.langevin_sampling import langevin_posterior
 
 # --- Gaussian target N(m, s²): ULA's stationary variance is s² / (1 − h/(2s²)) ----------------
 M, S2, H, NUM_CHAINS = 1.0, 2.0, 1.0, 4000
@@ -187,12 +187,12 @@ def test_posterior_score_of_the_zoo_normal_known_variance_model():
 
 
 def test_public_langevin_is_callable_whatever_the_import_order():
-    """The submodule ``ppl_vi.pyro.langevin`` shadows the function of the same name once imported."""
+    """Importing the defining submodule first must not shadow the public function ``langevin``."""
     import importlib
 
     import ppl_vi.pyro
 
-    importlib.import_module("ppl_vi.pyro.langevin")
+    importlib.import_module("ppl_vi.pyro.langevin_sampling")
     from ppl_vi.pyro import langevin as public_langevin
 
     res = public_langevin(gaussian_score, torch.zeros(3, 1), 2, 0.1, generator(0))

@@ -10,8 +10,6 @@ with MALA and returns constrained draws per site.
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import Callable, NamedTuple, Optional
 
 import jax
@@ -378,19 +376,3 @@ def langevin_posterior(
     (_, log_h), (positions, acceptance) = _scan(advance, (state, log_h), xs, progress_bar, "langevin posterior")
     draws = jnp.swapaxes(positions[num_warmup:], 0, 1)
     return LangevinPosterior(post.constrain_fn(draws), jnp.mean(acceptance[num_warmup:]), jnp.exp(log_h))
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`langevin`.
-
-    The package exports the function ``langevin`` from this submodule of the same name;
-    once the submodule is imported, Python binds the package attribute ``langevin`` to the
-    module, so ``from ppl_vi.<backend> import langevin`` can yield the module. Making the
-    module callable keeps ``langevin(score_fn, init, ...)`` working in every import order.
-    """
-
-    def __call__(self, *args, **kwargs):
-        return langevin(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

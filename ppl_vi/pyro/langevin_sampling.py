@@ -12,8 +12,6 @@ returns constrained draws per site. Randomness comes from torch's global RNG (se
 from __future__ import annotations
 
 import math
-import sys
-import types
 from typing import Callable, NamedTuple, Optional
 
 import pyro
@@ -402,19 +400,3 @@ def langevin_posterior(
     with torch.no_grad():
         samples = post.constrain_fn(draws)
     return LangevinPosterior(samples, result.acceptance_rate, math.exp(log_h))
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`langevin`.
-
-    The package exports the function ``langevin`` from this submodule of the same name;
-    once the submodule is imported, Python binds the package attribute ``langevin`` to the
-    module, so ``from ppl_vi.<backend> import langevin`` can yield the module. Making the
-    module callable keeps ``langevin(score_fn, init, ...)`` working in every import order.
-    """
-
-    def __call__(self, *args, **kwargs):
-        return langevin(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
