@@ -40,13 +40,13 @@ LOG2 = math.log(2.0)
 class Denoiser(torch.nn.Module):
     """ε̂(z, γ): MLP on z, Fourier features of z (VDM) and a γ embedding."""
 
-    def __init__(self, num_hidden: int = 512, fourier_scales=(4, 5, 6)):
+    def __init__(self, num_hidden: int = 256, fourier_scales=(), dropout: float = 0.0):
         super().__init__()
         self.register_buffer("freqs", math.pi * 2.0 ** torch.tensor(fourier_scales, dtype=torch.float32))
         num_in = NUM_DIMS * (1 + 2 * len(fourier_scales)) + 16
         self.net = torch.nn.Sequential(
-            torch.nn.Linear(num_in, num_hidden), torch.nn.SiLU(),
-            torch.nn.Linear(num_hidden, num_hidden), torch.nn.SiLU(),
+            torch.nn.Linear(num_in, num_hidden), torch.nn.SiLU(), torch.nn.Dropout(dropout),
+            torch.nn.Linear(num_hidden, num_hidden), torch.nn.SiLU(), torch.nn.Dropout(dropout),
             torch.nn.Linear(num_hidden, NUM_DIMS))
         torch.nn.init.zeros_(self.net[-1].weight)
         torch.nn.init.zeros_(self.net[-1].bias)
@@ -85,16 +85,23 @@ def gaussian_baseline(train: torch.Tensor, test: torch.Tensor, seed: int = 0) ->
     return float(-torch.stack(draws).mean() / (NUM_DIMS * LOG2))
 
 
-def make_chain() -> DiffusionChain:
-    return DiffusionChain(Denoiser(), schedules.learned(-6.6, 4.1, num_hidden=64), num_steps=None,
+def make_chain(args) -> DiffusionChain:
+    denoiser = Denoiser(args.hidden, tuple(args.fourier_scales), args.dropout)
+    schedule = (schedules.learned(-6.6, 4.1, num_hidden=64) if args.schedule == "learned"
+                else getattr(schedules, args.schedule)(-6.6, 4.1))
+    return DiffusionChain(denoiser, schedule, num_steps=None,
                           num_bins=NUM_BINS, num_dims=NUM_DIMS)
 
 
 def evaluate(chain: DiffusionChain, x: torch.Tensor, num_steps=None, num_particles: int = 4, seed: int = 1):
-    """Held-out bpd terms with fixed noise (comparable across evaluations)."""
+    """Held-out bpd terms with fixed noise (comparable across evaluations), dropout off."""
+    was_training = chain.training
+    chain.eval()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return chain.bpd_terms(x, num_steps=num_steps, num_particles=num_particles)
+        terms = chain.bpd_terms(x, num_steps=num_steps, num_particles=num_particles)
+    chain.train(was_training)
+    return terms
 
 
 def save_grid(samples: torch.Tensor, path: Path) -> None:
@@ -102,7 +109,8 @@ def save_grid(samples: torch.Tensor, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     n = int(math.sqrt(samples.shape[0]))
-    grid = samples[: n * n].reshape(n, n, 8, 8).permute(0, 2, 1, 3).reshape(8 * n, 8 * n)
+    images = torch.nn.functional.pad(samples[: n * n].reshape(n, n, 8, 8), (1, 1, 1, 1))  # 1-px frame
+    grid = images.permute(0, 2, 1, 3).reshape(10 * n, 10 * n)
     plt.figure(figsize=(5, 5))
     plt.imshow(grid.numpy(), cmap="gray_r", vmin=0, vmax=NUM_BINS - 1)
     plt.axis("off")
@@ -116,7 +124,7 @@ def train(args) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     x_train, x_val, x_test = split_digits(args.seed)
-    chain = make_chain()
+    chain = make_chain(args)
     ema = AveragedModel(chain, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay), use_buffers=True)
     optimizer = torch.optim.Adam(chain.parameters(), lr=args.lr)
     elbo = DiffusionELBO()
@@ -127,11 +135,13 @@ def train(args) -> dict:
         chain.load_state_dict(saved["chain"]), ema.load_state_dict(saved["ema"])
         optimizer.load_state_dict(saved["optimizer"]), torch.set_rng_state(saved["rng"])
         state = saved["state"]
-    gen = torch.Generator().manual_seed(args.seed + state["step"])
+    gen = torch.Generator().manual_seed(args.seed)  # minibatch order
+    if args.resume and ckpt.exists():
+        gen.set_state(saved["batch_rng"])
 
     def checkpoint():
         torch.save({"chain": chain.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                    "rng": torch.get_rng_state(), "state": state}, ckpt)
+                    "rng": torch.get_rng_state(), "batch_rng": gen.get_state(), "state": state}, ckpt)
 
     bar = tqdm(total=args.max_steps, initial=state["step"], disable=not args.progress, desc="VDM digits")
     stop = "max_steps"
@@ -164,7 +174,7 @@ def train(args) -> dict:
                 break
     bar.close()
     checkpoint()
-    best = make_chain()
+    best = make_chain(args).eval()
     best.load_state_dict(torch.load(out / "best_ema.pt"))
     return report(best, x_train, x_test, state, stop, out, args)
 
@@ -198,6 +208,12 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="reports/diffusion_digits")
     parser.add_argument("--cpu-minutes", type=float, default=5.0, help="training budget in process CPU time")
     parser.add_argument("--max-steps", type=int, default=200_000)
+    parser.add_argument("--hidden", type=int, default=256, help="width of the 2-layer MLP")
+    parser.add_argument("--fourier-scales", type=int, nargs="*", default=[],
+                        help="Fourier features sin/cos(2^k pi z) of z (VDM); none by default")
+    parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument("--schedule", choices=["learned", "linear", "cosine"], default="learned",
+                        help="gamma(t), from -6.6 to 4.1 at the start")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--ema-decay", type=float, default=0.999)

@@ -170,16 +170,18 @@ def negative_elbo_terms(
     """
     xp = namespace(u)
     x = bin_values(x_index, num_bins, u)
-    ends, _ = gamma_fn(xp.asarray([0.0, 1.0], dtype=u.dtype))
-    g_0, g_1 = ends[0], ends[1]
-    reconstruction = reconstruction_nll(x_index, q_sample(x, g_0, eps_0), g_0, num_bins)
-    prior = prior_kl(x, g_1)
-    if num_steps is None:
-        g_t, dg_t = gamma_fn(u)
+    batch = u.shape[0]
+    ends = xp.asarray([0.0, 1.0], dtype=u.dtype)
+    if num_steps is None:  # one schedule evaluation for the endpoints and all times
+        g_all, dg_all = gamma_fn(xp.concat([ends, u]))
+        g_t, dg_t = g_all[2:], dg_all[2:]
     else:
         s, t = discretize_time(u, num_steps)
-        g_st, _ = gamma_fn(xp.concat([s, t]))
-        g_s, g_t = g_st[: u.shape[0]], g_st[u.shape[0]:]
+        g_all, _ = gamma_fn(xp.concat([ends, s, t]))
+        g_s, g_t = g_all[2:batch + 2], g_all[batch + 2:]
+    g_0, g_1 = g_all[0], g_all[1]
+    reconstruction = reconstruction_nll(x_index, q_sample(x, g_0, eps_0), g_0, num_bins)
+    prior = prior_kl(x, g_1)
     eps_hat = denoise_fn(q_sample(x, g_t[:, None], eps), g_t)
     if num_steps is None:
         diffusion = continuous_loss_eps(eps, eps_hat, dg_t)

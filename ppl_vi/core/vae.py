@@ -3,7 +3,8 @@
 Decoder ``p_θ(x|z) = N(f_θ(z), σ² I_D)``, encoder ``q_φ(z|x) = N(μ, diag s²)``,
 prior ``N(0, I_k)``. Per datapoint
 
-``−ELBO = E_q[ ||x − f_θ(z)||² ]/(2σ²) + (D/2) log(2πσ²) + ½ Σ_j (s_j² + μ_j² − 1 − log s_j²)``
+``−ELBO = E_q[ ||x − f_θ(z)||² ]/(2σ²) + (D/2) log(2πσ²)
+        + ½ Σ_j (s_j² + μ_j² − 1 − log s_j²)``
 
 with the expectation estimated from reparameterized draws ``z = μ + s ⊙ ε``. The
 importance-weighted bound (IWAE, Burda et al. 2016) with k draws from q is
@@ -30,6 +31,7 @@ __all__ = [
     "vae_negative_elbo",
     "iwae_log_evidence",
     "check_encoder_output",
+    "amortization_gap_estimates",
 ]
 
 Array = Any
@@ -166,3 +168,37 @@ def check_encoder_output(site: str, loc: Array, scale: Array, expected_shape: tu
             f"{tuple(expected_shape)} each (batch first), got loc {shapes[0]} and scale "
             f"{shapes[1]}"
         )
+
+
+def amortization_gap_estimates(
+    x: Array,
+    encoder_q: tuple[Array, Array],
+    optimized_q: tuple[Array, Array],
+    noise: Array,
+    decode_fn: Callable[[Array], Array],
+    sigma: float,
+    num_importance: int,
+) -> tuple[Array, Array, Array, Array]:
+    """Per-datapoint ELBOs of two Gaussian q's on common draws, their gap, and IWAE.
+
+    Parameters
+    ----------
+    x : array, shape ``(n, D)``
+    encoder_q, optimized_q : (loc, scale), each ``(n, k)``
+        ``q_φ(z|x_i)`` from the encoder and the per-datapoint optimum ``q_ψ*_i``.
+    noise : array, shape ``(S, n, k)``
+        Common standard-normal draws (common random numbers make the gap precise).
+    decode_fn, sigma
+        As in :func:`vae_negative_elbo`.
+    num_importance : int
+        ``k`` of the IWAE estimate (proposal ``q_ψ*``, the first ``k`` draws).
+
+    Returns
+    -------
+    elbo_encoder, elbo_optimized, gap, iwae : arrays of shape ``(n,)``
+        ``gap = elbo_optimized − elbo_encoder`` (math.md §1's amortization gap).
+    """
+    elbo_encoder = -vae_negative_elbo(x, *encoder_q, noise, decode_fn, sigma)
+    elbo_optimized = -vae_negative_elbo(x, *optimized_q, noise, decode_fn, sigma)
+    iwae = iwae_log_evidence(x, *optimized_q, noise[:num_importance], decode_fn, sigma)
+    return elbo_encoder, elbo_optimized, elbo_optimized - elbo_encoder, iwae

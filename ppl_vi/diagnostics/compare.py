@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ppl_vi.diagnostics.convert import to_inference_data
+from ppl_vi.diagnostics.convert import check_draws, to_inference_data
 from ppl_vi.diagnostics.methods import MethodResult, Problem, resolve_method, run_method
 from ppl_vi.diagnostics.metrics import metrics_table
 from ppl_vi.diagnostics.psis import khat_over_seeds
@@ -44,7 +44,7 @@ def compare(
     model: Union[str, tuple],
     methods: Sequence[str] = ("svi", "nuts"),
     backend: str = "numpyro",
-    reference: str = "auto",
+    reference: Union[str, Mapping[str, Any]] = "auto",
     seed: int = 0,
     *,
     num_draws: int = 1000,
@@ -67,9 +67,10 @@ def compare(
     backend : {"numpyro", "pyro"}
         Host library of the programs and of SVI/CAVI. NUTS is NumPyro's for zoo models
         on both backends.
-    reference : {"auto", "exact", "posteriordb", "nuts"}
+    reference : {"auto", "exact", "posteriordb", "nuts"} or mapping
         ``"auto"``: the zoo's own choice (exact closed form, posteriordb draws, or NUTS
-        with 4 chains whose R̂/ESS are checked).
+        with 4 chains whose R̂/ESS are checked). A mapping gives the reference draws
+        directly: site -> array ``(chain, draw, *site_shape)``.
     seed : int
         Seed of the methods (the reference uses ``seed + 1000``).
     num_draws : int
@@ -91,7 +92,7 @@ def compare(
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
-    if reference not in REFERENCES:
+    if isinstance(reference, str) and reference not in REFERENCES:
         raise ValueError(f"unknown reference {reference!r}; available: {', '.join(REFERENCES)}")
     for method in methods:
         resolve_method(method)
@@ -139,8 +140,15 @@ def make_problem(model, backend, num_draws, num_khat_seeds, data_seed, data_size
     raise TypeError(f"model must be a zoo name or a (model, args, kwargs) tuple, got {type(model).__name__}")
 
 
-def build_reference(problem: Problem, reference: str, seed: int) -> Reference:
+def build_reference(problem: Problem, reference: Union[str, Mapping[str, Any]], seed: int) -> Reference:
     """The reference draws ``reference`` asks for (``"auto"``: the zoo's choice, else NUTS)."""
+    if not isinstance(reference, str):
+        draws = check_draws(reference)
+        missing = sorted(set(problem.latent_sites) - set(draws))
+        if missing:
+            raise ValueError(f"reference draws lack latent sites {missing}; the program's are {problem.latent_sites}")
+        shape = next(iter(draws.values())).shape
+        return Reference("given", draws, None, f"draws given by the caller ({shape[0]} x {shape[1]})")
     kind = reference
     if kind == "auto":
         kind = problem.zoo.reference if problem.zoo is not None else "nuts"

@@ -145,7 +145,10 @@ class AmortizedGuide:
         data = self._data(args, kwargs)
         result = {}
         with numpyro.plate(
-            self.local_plate, self.num_data, subsample_size=self._subsample_size, dim=self._plate_dim
+            self.local_plate,
+            self.num_data,
+            subsample_size=self._subsample_size,
+            dim=self._plate_dim,
         ) as indices:
             q_params = self.encode(params, jnp.take(data, indices, axis=0))
             for name, (site, event_dim, _) in self._sites.items():
@@ -169,8 +172,12 @@ class AmortizedGuide:
         """
         num_draws = int(np.prod(sample_shape, dtype=int))
         keys = jax.random.split(rng_key, num_draws)
-        draw = jax.vmap(lambda key: handlers.substitute(handlers.seed(self, key), data=params)(*args, **kwargs))
-        return jax.tree.map(lambda v: jnp.reshape(v, tuple(sample_shape) + jnp.shape(v)[1:]), draw(keys))
+
+        def draw(key):
+            return handlers.substitute(handlers.seed(self, key), data=params)(*args, **kwargs)
+
+        draws = jax.vmap(draw)(keys)
+        return jax.tree.map(lambda v: jnp.reshape(v, (*sample_shape, *jnp.shape(v)[1:])), draws)
 
 
 def _encode_batch(encoder: Encoder, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -201,7 +208,8 @@ def vae_loss(
 ) -> jnp.ndarray:
     r"""Gaussian-VAE negative ELBO of a batch, analytic KL (math.md §1).
 
-    ``Σ_{i∈B} [ E_q ||x_i − f_θ(z)||²/(2σ²) + (D/2) log(2πσ²) + KL(q(z|x_i) || N(0,I)) ]``,
+    ``Σ_{i∈B} [ E_q ||x_i − f_θ(z)||²/(2σ²) + (D/2) log(2πσ²)
+    + KL(q(z|x_i) || N(0,I)) ]``,
     times ``num_data/|B|`` when ``num_data`` is given (a minibatch of ``N`` points);
     the expectation is a mean over ``num_particles`` draws ``z = μ + s ⊙ ε``.
 
@@ -239,7 +247,8 @@ class AmortizationGap(NamedTuple):
 
     ``gap = elbo_optimized − elbo_encoder`` (≥ 0 up to Monte Carlo error); ``iwae`` is
     the k-sample importance-weighted estimate of ``log p(x_i)`` with the optimized
-    ``q_ψ*`` as proposal, on the first k of the evaluation draws; ``loc`` and ``scale`` (``(n, k)``) are ψ*.
+    ``q_ψ*`` as proposal, on the first k of the evaluation draws; ``loc`` and
+    ``scale`` (``(n, k)``) are ψ*.
     """
 
     elbo_encoder: Any
@@ -268,8 +277,9 @@ def amortization_gap(
 
     Starting from the encoder's ``ψ_i = (μ_φ(x_i), s_φ(x_i))``, Adam on
     ``(μ_i, log s_i)`` maximizes each point's ELBO alone (``num_steps`` steps,
-    ``num_particles`` fresh draws each); both ELBOs are then evaluated with the same
-    ``num_eval_particles`` draws, so their difference has little Monte Carlo noise.
+    ``num_particles`` fresh draws each); both ELBOs are then evaluated on the
+    same ``max(num_eval_particles, num_importance)`` draws (common random numbers), so
+    their difference has little Monte Carlo noise.
 
     Parameters
     ----------
@@ -302,11 +312,13 @@ def amortization_gap(
 
     opt_state = optimizer.init(psi)
     key_opt, key_eval = jax.random.split(rng_key)
-    for key in tqdm(jax.random.split(key_opt, num_steps), desc="amortization gap", disable=not progress_bar):
+    keys = jax.random.split(key_opt, num_steps)
+    for key in tqdm(keys, desc="amortization gap", disable=not progress_bar):
         psi, opt_state = step(psi, opt_state, key)
     loc, scale = psi[0], jnp.exp(psi[1])
-    eval_noise = jax.random.normal(key_eval, (max(num_eval_particles, num_importance), *jnp.shape(loc0)))
-    elbo_encoder = -core_vae.vae_negative_elbo(x, loc0, scale0, eval_noise[:num_eval_particles], decode, sigma)
-    elbo_optimized = -core_vae.vae_negative_elbo(x, loc, scale, eval_noise[:num_eval_particles], decode, sigma)
-    iwae = core_vae.iwae_log_evidence(x, loc, scale, eval_noise[:num_importance], decode, sigma)
-    return AmortizationGap(elbo_encoder, elbo_optimized, elbo_optimized - elbo_encoder, iwae, loc, scale)
+    num_draws = max(num_eval_particles, num_importance)
+    eval_noise = jax.random.normal(key_eval, (num_draws, *jnp.shape(loc0)))
+    estimates = core_vae.amortization_gap_estimates(
+        x, (loc0, scale0), (loc, scale), eval_noise, decode, sigma, num_importance
+    )
+    return AmortizationGap(*estimates, loc, scale)

@@ -27,6 +27,7 @@ True
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable
 
 import jax
@@ -186,10 +187,35 @@ class DiffusionChain:
 
     def sample(self, num_samples: int, *, rng_key: jax.Array | None = None, params: dict | None = None,
                num_steps: int | None | str = CHAIN_STEPS) -> jax.Array:
-        """Ancestral samples of x (bin indices), shape (num_samples, num_dims)."""
+        """Ancestral samples of x (bin indices), shape (num_samples, num_dims).
+
+        Runs the same steps as :meth:`model` (reverse steps from
+        :func:`ppl_vi.core.diffusion.reverse_step`, then the decoder) as one compiled
+        ``lax.scan``, so long chains neither unroll nor dispatch op by op.
+        """
+        if self.num_dims is None:
+            raise ValueError("sample() needs num_samples and a known num_dims "
+                             "(pass num_dims= to DiffusionChain)")
+        steps = diffusion.resolve_steps(num_steps, self.num_steps, program=True)
         key = jax.random.PRNGKey(0) if rng_key is None else rng_key
-        seeded = handlers.seed(handlers.substitute(self.model, data=self._sites(params)), key)
-        return seeded(None, num_samples, num_steps)
+        denoiser, sched = self._split(params)
+        return self._ancestral(denoiser, sched, key, num_samples, steps)
+
+    @partial(jax.jit, static_argnums=(0, 4, 5))
+    def _ancestral(self, denoiser, sched, key, num_samples: int, steps: int) -> jax.Array:
+        g = self.gamma(jnp.linspace(0.0, 1.0, steps + 1), sched)[0]
+        key_z, key_x, key_steps = jax.random.split(key, 3)
+
+        def reverse(z, inputs):
+            g_s, g_t, k = inputs
+            eps_hat = self.apply_fn(denoiser, z, jnp.broadcast_to(g_t, (num_samples,)))
+            loc, scale = diffusion.reverse_step(z, diffusion.x_from_eps(z, g_t, eps_hat), g_s, g_t)
+            return loc + scale * jax.random.normal(k, z.shape), None
+
+        z = jax.random.normal(key_z, (num_samples, self.num_dims))
+        keys = jax.random.split(key_steps, steps)
+        z, _ = jax.lax.scan(reverse, z, (g[:-1][::-1], g[1:][::-1], keys))
+        return jax.random.categorical(key_x, diffusion.decoder_logits(z, g[0], self.num_bins))
 
     def _sites(self, params: dict | None) -> dict:
         denoiser, sched = self._split(params)

@@ -13,6 +13,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to, constraints
 from tqdm.auto import tqdm
 
@@ -63,7 +64,9 @@ class AmortizedGuide(torch.nn.Module):
     ):
         super().__init__()
         if not isinstance(encoder, torch.nn.Module):
-            raise TypeError(f"AmortizedGuide: encoder must be a torch.nn.Module, got {type(encoder).__name__}")
+            raise TypeError(
+                f"AmortizedGuide: encoder must be a torch.nn.Module, got {type(encoder).__name__}"
+            )
         self.model = model
         self.encoder = encoder
         self.local_plate = local_plate
@@ -83,10 +86,11 @@ class AmortizedGuide(torch.nn.Module):
                 f"its plates are {sorted(frames)}. Pass local_plate=<one of these>."
             )
         frame = frames[self.local_plate]
-        self.num_data, self._subsample_size, self._plate_dim = frame.full_size or frame.size, frame.size, frame.dim
+        self.num_data = frame.full_size or frame.size
+        self._subsample_size, self._plate_dim = frame.size, frame.dim
         self._sites = {}
-        for name, site in samples:
-            if site["is_observed"] or site["infer"].get("_do_not_trace") or name == self.local_plate:
+        for name, site in trace.iter_stochastic_nodes():
+            if site_is_subsample(site):
                 continue
             if not any(f.name == self.local_plate for f in site["cond_indep_stack"]):
                 raise ValueError(
@@ -134,7 +138,10 @@ class AmortizedGuide(torch.nn.Module):
         data = self._data(args, kwargs)
         result = {}
         with pyro.plate(
-            self.local_plate, self.num_data, subsample_size=self._subsample_size, dim=self._plate_dim
+            self.local_plate,
+            self.num_data,
+            subsample_size=self._subsample_size,
+            dim=self._plate_dim,
         ) as indices:
             q_params = self.encode(data.index_select(0, indices))
             for name, (site, event_dim, _) in self._sites.items():
@@ -171,7 +178,8 @@ def vae_loss(
 ) -> torch.Tensor:
     r"""Gaussian-VAE negative ELBO of a batch, analytic KL (math.md §1).
 
-    ``Σ_{i∈B} [ E_q ||x_i − f_θ(z)||²/(2σ²) + (D/2) log(2πσ²) + KL(q(z|x_i) || N(0,I)) ]``,
+    ``Σ_{i∈B} [ E_q ||x_i − f_θ(z)||²/(2σ²) + (D/2) log(2πσ²)
+    + KL(q(z|x_i) || N(0,I)) ]``,
     times ``num_data/|B|`` when ``num_data`` is given (a minibatch of ``N`` points);
     the expectation is a mean over ``num_particles`` draws ``z = μ + s ⊙ ε``.
 
@@ -206,7 +214,8 @@ class AmortizationGap(NamedTuple):
 
     ``gap = elbo_optimized − elbo_encoder`` (≥ 0 up to Monte Carlo error); ``iwae`` is
     the k-sample importance-weighted estimate of ``log p(x_i)`` with the optimized
-    ``q_ψ*`` as proposal, on the first k of the evaluation draws; ``loc`` and ``scale`` (``(n, k)``) are ψ*.
+    ``q_ψ*`` as proposal, on the first k of the evaluation draws; ``loc`` and
+    ``scale`` (``(n, k)``) are ψ*.
     """
 
     elbo_encoder: torch.Tensor
@@ -234,10 +243,10 @@ def amortization_gap(
 
     Starting from the encoder's ``ψ_i = (μ_φ(x_i), s_φ(x_i))``, Adam on
     ``(μ_i, log s_i)`` maximizes each point's ELBO alone (``num_steps`` steps,
-    ``num_particles`` fresh draws each; the decoder is held fixed); both ELBOs are then
-    evaluated with the same ``num_eval_particles`` draws, so their difference has
-    little Monte Carlo noise. Randomness from torch's global generator
-    (``pyro.set_rng_seed``).
+    ``num_particles`` fresh draws each; the decoder is held fixed); both ELBOs are
+    then evaluated on the same ``max(num_eval_particles, num_importance)`` draws
+    (common random numbers), so their difference has little Monte Carlo noise.
+    Randomness from torch's global generator (``pyro.set_rng_seed``).
 
     Parameters
     ----------
@@ -265,8 +274,9 @@ def amortization_gap(
         optimizer.step()
     with torch.no_grad():
         loc, scale = loc.detach(), log_scale.detach().exp()
-        eval_noise = torch.randn((max(num_eval_particles, num_importance), *loc0.shape), dtype=loc0.dtype)
-        elbo_encoder = -core_vae.vae_negative_elbo(x, loc0, scale0, eval_noise[:num_eval_particles], decoder, sigma)
-        elbo_optimized = -core_vae.vae_negative_elbo(x, loc, scale, eval_noise[:num_eval_particles], decoder, sigma)
-        iwae = core_vae.iwae_log_evidence(x, loc, scale, eval_noise[:num_importance], decoder, sigma)
-    return AmortizationGap(elbo_encoder, elbo_optimized, elbo_optimized - elbo_encoder, iwae, loc, scale)
+        num_draws = max(num_eval_particles, num_importance)
+        eval_noise = torch.randn((num_draws, *loc0.shape), dtype=loc0.dtype)
+        estimates = core_vae.amortization_gap_estimates(
+            x, (loc0, scale0), (loc, scale), eval_noise, decoder, sigma, num_importance
+        )
+    return AmortizationGap(*estimates, loc, scale)

@@ -3,18 +3,30 @@
 :class:`LocalGuide` is Pyro's :class:`~pyro.infer.autoguide.AutoNormal` bound to a
 named data plate: the checks, names and accessors of math.md §1's stochastic VI on top
 of the host guide, which already stores full-size parameters and gathers them by the
-plate's subsample indices.
+plate's subsample indices. Its ``forward`` samples each site from its Normal factor
+directly (as NumPyro's AutoNormal does), which is leaner per step.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any, Callable, Optional
 
+import pyro
+import pyro.distributions as dist
 import torch
+from pyro.distributions import constraints
 from pyro.infer.autoguide import AutoNormal
 from pyro.infer.autoguide.initialization import init_to_median
+from torch.distributions import biject_to
 
 __all__ = ["LocalGuide"]
+
+
+def _unconstraining(support) -> Optional[torch.distributions.transforms.Transform]:
+    """``biject_to(support)``, or ``None`` for real supports (no transform needed)."""
+    base = support.base_constraint if isinstance(support, constraints.independent) else support
+    return None if base is constraints.real else biject_to(support)
 
 
 class LocalGuide(AutoNormal):
@@ -71,7 +83,10 @@ class LocalGuide(AutoNormal):
         if num_data is not None and (int(num_data) != num_data or num_data < 1):
             raise ValueError(f"LocalGuide: num_data must be a positive integer, got {num_data!r}")
         super().__init__(
-            model, init_loc_fn=init_loc_fn, init_scale=float(init_scale), create_plates=create_plates
+            model,
+            init_loc_fn=init_loc_fn,
+            init_scale=float(init_scale),
+            create_plates=create_plates,
         )
         self.local_plate = local_plate
         self.num_data = num_data
@@ -106,6 +121,37 @@ class LocalGuide(AutoNormal):
             if any(frame.name == self.local_plate for frame in site["cond_indep_stack"])
         )
         self.global_sites = tuple(name for name, _ in latent if name not in self.local_sites)
+        self._site_plan = [
+            (
+                name,
+                [frame.name for frame in site["cond_indep_stack"] if frame.vectorized],
+                _unconstraining(site["fn"].support),
+            )
+            for name, site in latent
+        ]
+
+    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """Sample every latent site from its factor; local factors gathered by the plate.
+
+        Unlike the parent AutoNormal, a real-valued site is sampled from the Normal
+        factor itself (no auxiliary site), so ``TraceMeanField_ELBO`` finds an analytic
+        KL and each step does less bookkeeping; constrained sites use a
+        ``TransformedDistribution`` through ``biject_to(support)``.
+        """
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        plates = self._create_plates(*args, **kwargs)
+        result = {}
+        for name, plate_names, transform in self._site_plan:
+            with ExitStack() as stack:
+                for plate_name in plate_names:
+                    stack.enter_context(plates[plate_name])
+                loc, scale = self._get_loc_and_scale(name)
+                factor = dist.Normal(loc, scale).to_event(self._event_dims[name])
+                if transform is not None:
+                    factor = dist.TransformedDistribution(factor, transform)
+                result[name] = pyro.sample(name, factor)
+        return result
 
     @torch.no_grad()
     def local_params(

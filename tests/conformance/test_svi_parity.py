@@ -68,13 +68,18 @@ class PyroFixedNoise(Messenger):
         self.indices = indices
 
     def _pyro_sample(self, msg):
-        name = msg["name"].removesuffix("_unconstrained")
         if msg["name"] == "data":
             msg["value"], msg["done"] = self.indices, True
-        elif msg["name"].endswith("_unconstrained") and name in NOISE:
-            eps = torch.as_tensor(NOISE[name])
+        elif msg["name"] in NOISE and not msg["is_observed"]:
+            eps = torch.as_tensor(NOISE[msg["name"]])
             eps = eps[self.indices] if eps.dim() else eps
-            msg["value"], msg["done"] = msg["fn"].loc + msg["fn"].scale * eps, True
+            fn = msg["fn"]
+            transforms = getattr(fn, "transforms", [])
+            base = fn.base_dist if transforms else fn
+            value = base.loc + base.scale * eps
+            for transform in transforms:
+                value = transform(value)
+            msg["value"], msg["done"] = value, True
 
 
 @pytest.mark.parametrize("indices", [np.arange(N), np.array([5, 1, 6])])

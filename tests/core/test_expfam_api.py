@@ -77,6 +77,29 @@ def test_categorical_probs_logits_and_one_hot_agree():
     np.testing.assert_allclose(to_numpy(expfam.Categorical.log_prob(torch.tensor([2, 0]), eta_l)), np.log([0.3, 0.5]))
 
 
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_categorical_with_an_impossible_category(backend):
+    """probs with an exact zero (NumPy's Dirichlet sampler returns them for small
+    concentrations): entropy, KL and log_prob follow ``0 log 0 = 0`` like torch's, not NaN."""
+    import torch.distributions as td
+
+    from tests.core.test_expfam_cases import to_backend
+
+    probs_p, probs_q = np.array([0.0, 0.25, 0.75]), np.array([0.5, 0.0, 0.5])
+    eta_p = expfam.Categorical.natural_from_params(probs=to_backend(probs_p, backend))
+    eta_q = expfam.Categorical.natural_from_params(probs=to_backend(probs_q, backend))
+    host_p, host_q = td.Categorical(probs=torch.tensor(probs_p)), td.Categorical(probs=torch.tensor(probs_q))
+    np.testing.assert_allclose(to_numpy(expfam.Categorical.entropy(eta_p)), host_p.entropy().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(expfam.Categorical.kl_divergence(eta_p, eta_p)), 0.0, atol=1e-15)
+    np.testing.assert_allclose(
+        to_numpy(expfam.Categorical.kl_divergence(eta_q, eta_p)), td.kl_divergence(host_q, host_p).numpy()
+    )
+    assert to_numpy(expfam.Categorical.kl_divergence(eta_p, eta_q)) == np.inf  # p puts mass where q has none
+    labels = to_backend(np.array([0, 1, 2]), backend)
+    with np.errstate(divide="ignore"):  # torch clamps probs at eps (log 0 -> -36); the exact value is -inf
+        np.testing.assert_allclose(to_numpy(expfam.Categorical.log_prob(labels, eta_p)), np.log(probs_p), rtol=1e-14)
+
+
 def test_batch_broadcasting_of_values_and_parameters():
     eta = expfam.Normal.natural_from_params(loc=torch.zeros(3), scale=torch.tensor(2.0))
     assert tuple(eta[1].shape) == (3,)

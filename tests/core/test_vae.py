@@ -123,3 +123,18 @@ def test_encoder_output_check_names_site_and_shapes():
     vae.check_encoder_output("z", loc, loc, (3, 2))
     with pytest.raises(ValueError, match=r"site 'z': expected \(loc, scale\) of shape \(3, 2\).*got loc \(3, 2\) and scale \(3,\)"):
         vae.check_encoder_output("z", loc, torch.zeros(3), (3, 2))
+
+
+def test_gap_estimates_use_common_draws():
+    loc, scale, evidence = exact_posterior_and_evidence(X)
+    noise = torch.randn((2_000, B, K), generator=torch.Generator().manual_seed(4))
+    x, exact_q = torch.as_tensor(X), (torch.as_tensor(loc), torch.as_tensor(scale))
+    poor_q = (exact_q[0] + 0.5, 2 * exact_q[1])
+    elbo_poor, elbo_exact, gap, iwae = vae.amortization_gap_estimates(x, poor_q, exact_q, noise, decode, SIGMA, 100)
+    torch.testing.assert_close(gap, elbo_exact - elbo_poor)
+    torch.testing.assert_close(elbo_poor, -vae.vae_negative_elbo(x, *poor_q, noise, decode, SIGMA))
+    np.testing.assert_allclose(iwae, evidence, rtol=1e-10)  # exact proposal: weights constant
+    # the exact gap is KL(q_poor || p(z|x)) = KL between two diagonal Gaussians
+    kl = 0.5 * (poor_q[1] ** 2 / exact_q[1] ** 2 + (poor_q[0] - exact_q[0]) ** 2 / exact_q[1] ** 2
+                - 1 - torch.log(poor_q[1] ** 2 / exact_q[1] ** 2)).sum(-1)
+    assert torch.all((gap - kl).abs() < 0.1 * kl)

@@ -80,7 +80,10 @@ def test_nuts_within_its_monte_carlo_error_second_model():
 
 @pytest.mark.parametrize("backend", ["numpyro", "pyro"])
 def test_khat_flags_a_too_narrow_normal_q(backend):
-    problem = make_problem("normal_known_variance", backend, 2000, 2, 0, None, False)
+    # q = N(mean, (sd/5)^2) against the Normal posterior: weights with Pareto tail index
+    # k = 1 - 1/25 = 0.96. Single k̂ estimates of so heavy a tail scatter from ~0.6 to ~1.1
+    # at S = 4000, so the claim is on the median over seeds (as compare reports it).
+    problem = make_problem("normal_known_variance", backend, 4000, 4, 0, None, False)
     mean, sd = float(problem.exact.mean["loc"]), float(problem.exact.sd["loc"])
     module = problem.backend_module()
     good = module.exact_guide({"loc": ("Normal", {"loc": mean, "scale": 1.2 * sd})})
@@ -88,7 +91,7 @@ def test_khat_flags_a_too_narrow_normal_q(backend):
     good_k = [pareto_khat(lw) for lw in module.importance_log_weights(problem, good, {}, 0)[1]]
     narrow_k = [pareto_khat(lw) for lw in module.importance_log_weights(problem, narrow, {}, 0)[1]]
     assert max(good_k) < 0.5
-    assert min(narrow_k) > 0.7
+    assert np.median(narrow_k) > 0.7
 
 
 def test_pyro_backend_svi_and_exact():
@@ -147,3 +150,26 @@ def test_register_method_plugs_in_by_name(monkeypatch):
     report = compare("normal_known_variance", methods=["constant"], num_draws=100, progress_bar=False)
     row = report.table.iloc[0]
     assert row["sd"] == 0.0 and row["mean_error_sd"] == pytest.approx((1.0 - row["ref_mean"]) / row["ref_sd"])
+
+
+def test_user_program_with_given_reference_draws():
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    def model(y):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
+        with numpyro.plate("data", y.shape[0]):
+            numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    y = jnp.asarray(np.random.default_rng(3).normal(2.0, 1.0, size=20))
+    post_var = 1.0 / (1.0 / 100.0 + 20.0)
+    post_mean = post_var * float(y.sum())
+    ref = {"mu": np.random.default_rng(4).normal(post_mean, np.sqrt(post_var), size=(2, 2000))}
+    report = compare((model, (y,), {}), methods=["svi"], reference=ref, num_draws=500, num_khat_seeds=1,
+                     method_options=FAST, progress_bar=False)
+    assert report.reference_kind == "given" and report.model == "model"
+    row = report.table.iloc[0]
+    assert abs(row["mean_error_sd"]) < 0.15 and abs(row["sd_ratio"] - 1) < 0.1
+    with pytest.raises(ValueError, match="reference draws lack latent sites \\['mu'\\]"):
+        compare((model, (y,), {}), methods=["svi"], reference={"nu": ref["mu"]}, progress_bar=False)

@@ -37,8 +37,15 @@ ZOO = (
 )
 
 
-def _numpyro_latents(model, data: dict, seed: int) -> dict:
-    trace = numpyro.handlers.trace(numpyro.handlers.seed(model, seed)).get_trace(**data)
+def _numpyro_latents(model, data: dict, rng_key) -> dict:
+    """Continuous latents from ``init_to_uniform``, discrete ones from the prior.
+
+    ``seed`` must sit inside ``substitute``: handlers process a site innermost first, and
+    ``init_to_uniform`` reads the ``rng_key`` that ``seed`` puts on the site.
+    """
+    seeded = numpyro.handlers.seed(model, rng_key)
+    initialised = numpyro.handlers.substitute(seeded, substitute_fn=init_to_uniform)
+    trace = numpyro.handlers.trace(initialised).get_trace(**data)
     return {k: s["value"] for k, s in trace.items() if s["type"] == "sample" and not s["is_observed"]}
 
 
@@ -59,9 +66,8 @@ def _pyro_latent_names(trace) -> set:
 @functools.cache
 def _latent_values_and_sites(name: str, seed: int) -> tuple[dict, frozenset]:
     zoo = models.get(name)
-    model = numpyro.handlers.substitute(zoo.numpyro_model, substitute_fn=init_to_uniform)
     data = zoo.data("numpyro", seed=seed)
-    values = jax.jit(lambda key: _numpyro_latents(model, data, key))(jax.random.PRNGKey(seed))
+    values = jax.jit(lambda key: _numpyro_latents(zoo.numpyro_model, data, key))(jax.random.PRNGKey(seed))
     values = {k: np.asarray(v) for k, v in values.items()}
     return values, frozenset(values)
 

@@ -56,26 +56,27 @@ def test_elbo_has_trace_elbo_constants():
     data = zoo.data("numpyro", seed=0)
     cavi = CAVI(zoo.numpyro_model)
     result = cavi.run(jax.random.PRNGKey(0), **data)
-    loss = Trace_ELBO(num_particles=20000).loss(jax.random.PRNGKey(1), {}, zoo.numpyro_model, cavi.guide(result), **data)
-    np.testing.assert_allclose(-float(loss), result.elbo[-1], atol=0.05)
+    loss = Trace_ELBO(num_particles=5000).loss(jax.random.PRNGKey(1), {}, zoo.numpyro_model, cavi.guide(result), **data)
+    np.testing.assert_allclose(-float(loss), result.elbo[-1], atol=0.1)
 
 
-def test_guide_predictive_samples_and_inference_data():
-    zoo = models.get("bayesian_gmm")
-    data = zoo.data("numpyro", seed=0, num_data=120)
+def test_restarts_guide_predictive_samples_and_inference_data():
+    zoo = models.get("normal_gamma")
+    data = zoo.data("numpyro", seed=0)
     cavi = CAVI(zoo.numpyro_model, num_restarts=3)
     result = cavi.run(jax.random.PRNGKey(0), **data)
     assert result.restart_elbos.shape == (3,)
     assert result.elbo[-1] == pytest.approx(result.restart_elbos.max())
-    draws = cavi.sample_posterior(jax.random.PRNGKey(1), result, 50)
-    assert draws["locs"].shape == (50, 3, 2) and draws["assignment"].shape == (50, 120)
-    predictive = Predictive(zoo.numpyro_model, guide=cavi.guide(result), num_samples=50)
+    draws = cavi.sample_posterior(jax.random.PRNGKey(1), result, 400)
+    assert draws["loc"].shape == (400,) and draws["precision"].shape == (400,)
+    predictive = Predictive(zoo.numpyro_model, guide=cavi.guide(result), num_samples=400, return_sites=["loc", "x"])
     out = predictive(jax.random.PRNGKey(2), **data)
-    assert out["locs"].shape == (50, 3, 2)
-    np.testing.assert_allclose(out["locs"].mean(0), result.posterior["locs"].loc, atol=0.1)
-    idata = result.to_inference_data(num_samples=100, var_names=["weights", "locs"])
+    assert out["x"].shape == (400, data["x"].shape[0])
+    q_loc = result.posterior["loc"]
+    assert abs(float(out["loc"].mean()) - float(q_loc.loc)) < 4 * float(q_loc.scale) / 20
+    idata = result.to_inference_data(num_samples=100, var_names=["loc"])
     assert dict(idata.posterior.sizes)["chain"] == 1 and dict(idata.posterior.sizes)["draw"] == 100
-    assert set(idata.posterior.data_vars) == {"weights", "locs"}
+    assert set(idata.posterior.data_vars) == {"loc"}
 
 
 def test_bad_arguments_raise():

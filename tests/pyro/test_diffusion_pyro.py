@@ -52,6 +52,14 @@ def test_program_sites_and_plates():
     assert any(n.startswith("diffusion_chain$$$denoiser") for n in model_tr.nodes)
 
 
+def test_elbo_exposes_the_program_traces():
+    chain = make_chain(num_steps=2)
+    x = torch.randint(0, NUM_BINS, (4, NUM_DIMS))
+    model_tr, guide_tr = DiffusionELBO()._get_trace(chain.model, chain.guide, (x,), {})
+    assert {"z_0", "z_1", "z_2"} <= set(guide_tr.stochastic_nodes)
+    assert torch.isfinite(model_tr.log_prob_sum() - guide_tr.log_prob_sum())
+
+
 def test_continuous_chain_program_length():
     chain = make_chain(num_steps=None)
     x = torch.randint(0, NUM_BINS, (2, NUM_DIMS))

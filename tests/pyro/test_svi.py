@@ -39,18 +39,17 @@ def exact_mean_field_optimum():
 
 
 class FixedNoise(Messenger):
-    """Plate subsample ``indices``; unconstrained guide sites ``loc + scale * noise``."""
+    """Plate subsample ``indices``; real guide sites ``loc + scale * noise``."""
 
     def __init__(self, noise, indices):
         super().__init__()
         self.noise, self.indices = noise, indices
 
     def _pyro_sample(self, msg):
-        name = msg["name"].removesuffix("_unconstrained")
         if msg["name"] == "data":
             msg["value"], msg["done"] = self.indices, True
-        elif msg["name"].endswith("_unconstrained") and name in self.noise:
-            eps = self.noise[name]
+        elif msg["name"] in self.noise and not msg["is_observed"]:
+            eps = self.noise[msg["name"]]
             eps = eps[self.indices] if eps.dim() else eps
             msg["value"], msg["done"] = msg["fn"].loc + msg["fn"].scale * eps, True
 
@@ -144,3 +143,4 @@ def test_errors_name_the_plate_and_the_size():
         LocalGuide(regression, "data", N + 1)(X, Y)
     with pytest.raises(ValueError, match="num_data must be a positive integer"):
         LocalGuide(regression, "data", 2.5)
+

@@ -128,11 +128,22 @@ class ExponentialFamily:
         Returns
         -------
         array, shape broadcast batch shape
+
+        Notes
+        -----
+        A term with a zero statistic is zero even where ``eta`` is infinite (``0 log 0 = 0``):
+        a Categorical with an impossible category has ``eta_k = log 0 = -inf`` and
+        ``E[onehot_k] = 0``, and its entropy, KL and log-density stay finite.
         """
         eta = check_params(eta, self.num_stats, self.name)
         stats = check_params(stats, self.num_stats, self.name, "statistic")
         xp = namespace(*eta, *stats)
-        terms = [_sum_last(xp, e * s, n) for e, s, n in zip(eta, stats, self.stat_event_ndims)]
+
+        def product(e: Array, s: Array) -> Array:
+            p = e * s
+            return xp.where(s == 0, xp.zeros_like(p), p)
+
+        terms = [_sum_last(xp, product(e, s), n) for e, s, n in zip(eta, stats, self.stat_event_ndims)]
         total = terms[0]
         for term in terms[1:]:
             total = total + term
