@@ -72,6 +72,10 @@ def main() -> None:
     raw = zoo.generate_data(0, num_data=args.num_data, num_components=args.num_components)
     rows = {}
 
+    def note(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    note("ppl_vi CAVI (NumPyro)")
     # ppl_vi, NumPyro: plan + run, then the cost of one compiled sweep
     data = models.to_backend(raw, "numpyro")
     cavi = NumPyroCAVI(zoo.numpyro_model)
@@ -88,7 +92,7 @@ def main() -> None:
     means = np.asarray(result.posterior["locs"].loc)
     cavi_elbo = float(result.elbo[-1])
 
-    # ppl_vi, Pyro
+    note("ppl_vi CAVI (Pyro)")
     data_t = models.to_backend(raw, "pyro")
     torch.manual_seed(0)
     pcavi = PyroCAVI(zoo.pyro_model)
@@ -99,6 +103,7 @@ def main() -> None:
         pstate, _ = pcavi.update(pstate)
     rows["ppl_vi CAVI (Pyro)"] = ((time.perf_counter() - start) / 3, presult.wall_time, presult.elbo[-1], presult.num_steps)
 
+    note("scikit-learn")
     # scikit-learn: per iteration, and to its own convergence (and with its defaults)
     sk_default, t_default = _sklearn(raw, max_iter=100, tol=1e-3)
     sk, t_sk = _sklearn(raw, max_iter=2000, tol=1e-8)
@@ -107,6 +112,7 @@ def main() -> None:
     perm = [int(np.argmin(((sk.means_ - m) ** 2).sum(-1))) for m in means]
     mean_gap = float(np.abs(means - sk.means_[perm]).max())
 
+    note("NumPyro SVI")
     # NumPyro SVI: AutoNormal on the continuous sites, assignment enumerated out
     import optax
     from numpyro import handlers

@@ -58,9 +58,12 @@ class NormalGammaPosterior:
 
     @property
     def weights_sd(self) -> np.ndarray:
-        """Marginal posterior sd of each weight (Student-t, needs ``2 aN > 2``), shape (D,)."""
+        """Marginal posterior sd of each weight, shape (D,): Student-t with ``2 aN`` degrees
+        of freedom, infinite unless ``2 aN > 2``."""
         df = 2.0 * self.concentration
         shape_diag = self.rate / self.concentration * np.diag(self.weights_covariance_factor)
+        if df <= 2.0:
+            return np.full_like(shape_diag, np.inf)
         return np.sqrt(shape_diag * df / (df - 2.0))
 
     def sample(self, rng: np.random.Generator, num_samples: int) -> tuple[np.ndarray, np.ndarray]:
@@ -90,9 +93,17 @@ def normal_gamma_regression_posterior(
     """
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
+    prior_loc = np.asarray(prior_loc, dtype=float)
+    prior_precision_matrix = np.asarray(prior_precision_matrix, dtype=float)
+    where = "normal_gamma_regression_posterior"
     if X.ndim != 2 or y.shape != (X.shape[0],):
-        raise ValueError(f"expected X of shape (N, D) and y of shape (N,); got {X.shape} and {y.shape}")
-    num_data = X.shape[0]
+        raise ValueError(f"{where}: expected X of shape (N, D) and y of shape (N,); got {X.shape} and {y.shape}")
+    num_data, num_features = X.shape
+    if prior_loc.shape != (num_features,) or prior_precision_matrix.shape != (num_features, num_features):
+        raise ValueError(
+            f"{where}: expected prior_loc of shape ({num_features},) and prior_precision_matrix of shape "
+            f"({num_features}, {num_features}); got {prior_loc.shape} and {prior_precision_matrix.shape}"
+        )
     precision_matrix = prior_precision_matrix + X.T @ X
     loc = np.linalg.solve(precision_matrix, prior_precision_matrix @ prior_loc + X.T @ y)
     residual = y - X @ loc

@@ -43,7 +43,7 @@ from models._checks import require, require_positive
 from ppl_vi.core._xp import namespace
 
 
-def bayesian_gmm(x, num_components: int, alpha0: float, m0, beta0: float, nu0: float, W0):
+def bayesian_gmm(x, num_components: int, alpha0: float, m0, beta0: float, nu0: float, W0) -> None:
     """``x``: (N, D) points; ``m0``: (D,); ``W0``: (D, D); scalars ``alpha0, beta0, nu0``.
 
     ``locs[assignment]`` broadcasts under parallel enumeration: an enumerated

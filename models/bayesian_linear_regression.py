@@ -25,7 +25,7 @@ from models._checks import require_positive
 from models._normal_gamma_regression import normal_gamma_regression_posterior
 
 
-def bayesian_linear_regression(X, y, lambda0: float, a0: float, b0: float):
+def bayesian_linear_regression(X, y, lambda0: float, a0: float, b0: float) -> None:
     """``X``: (N, D) design; ``y``: (N,) responses; ``lambda0, a0, b0``: prior."""
     precision = pyro.sample("precision", dist.Gamma(a0, b0))
     weights = pyro.sample("weights", dist.Normal(0.0, (lambda0 * precision) ** -0.5).expand([X.shape[-1]]).to_event(1))

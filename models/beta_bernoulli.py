@@ -23,7 +23,7 @@ from models import ExactPosterior, ZooModel, register
 from models._checks import require, require_positive
 
 
-def beta_bernoulli(x, a0: float, b0: float):
+def beta_bernoulli(x, a0: float, b0: float) -> None:
     """``x``: (N,) floats in {0, 1}; ``a0, b0``: Beta prior concentrations."""
     p = pyro.sample("p", dist.Beta(a0, b0))
     with pyro.plate("data", x.shape[0]):

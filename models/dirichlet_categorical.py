@@ -24,7 +24,7 @@ from models import ExactPosterior, ZooModel, register
 from models._checks import require, require_positive
 
 
-def dirichlet_categorical(x, alpha0):
+def dirichlet_categorical(x, alpha0) -> None:
     """``x``: (N,) integer labels in ``[0, K)``; ``alpha0``: (K,) Dirichlet concentration."""
     probs = pyro.sample("probs", dist.Dirichlet(alpha0))
     with pyro.plate("data", x.shape[0]):

@@ -24,7 +24,7 @@ from models import ExactPosterior, ZooModel, register
 from models._checks import require, require_positive
 
 
-def gamma_poisson(x, a0: float, b0: float):
+def gamma_poisson(x, a0: float, b0: float) -> None:
     """``x``: (N,) non-negative integer counts stored as floats; ``a0, b0``: Gamma prior."""
     rate = pyro.sample("rate", dist.Gamma(a0, b0))
     with pyro.plate("data", x.shape[0]):

@@ -28,7 +28,7 @@ from models._checks import require_positive
 from ppl_vi.core._xp import namespace
 
 
-def lda(words, doc_ids, num_docs: int, num_topics: int, vocab_size: int, alpha: float, eta: float):
+def lda(words, doc_ids, num_docs: int, num_topics: int, vocab_size: int, alpha: float, eta: float) -> None:
     """``words``, ``doc_ids``: (num_tokens,) integer word and document indices."""
     xp = namespace(words)
     with pyro.plate("topic_plate", num_topics):

@@ -18,7 +18,7 @@ from models import ZooModel, register
 from models._checks import require_positive
 
 
-def logistic_regression(X, y):
+def logistic_regression(X, y) -> None:
     """``X``: (N, D) design; ``y``: (N,) labels in {0, 1} stored as floats."""
     weights = pyro.sample("weights", dist.Normal(0.0, 1.0).expand([X.shape[-1]]).to_event(1))
     with pyro.plate("data", X.shape[0]):

@@ -40,7 +40,7 @@ from models._checks import require, require_positive
 from models._normal_gamma_regression import normal_gamma_regression_posterior
 
 
-def normal_gamma(x, mu0: float, lambda0: float, a0: float, b0: float):
+def normal_gamma(x, mu0: float, lambda0: float, a0: float, b0: float) -> None:
     """``x``: (N,) observations; ``mu0, lambda0, a0, b0``: Normal-Gamma prior."""
     precision = pyro.sample("precision", dist.Gamma(a0, b0))
     loc = pyro.sample("loc", dist.Normal(mu0, (lambda0 * precision) ** -0.5))

@@ -28,7 +28,7 @@ from models import ExactPosterior, ZooModel, register
 from models._checks import require, require_positive
 
 
-def normal_known_variance(x, m0: float, s0: float, sigma: float):
+def normal_known_variance(x, m0: float, s0: float, sigma: float) -> None:
     """``x``: (N,) observations; ``m0, s0``: prior of ``loc``; ``sigma``: known noise sd."""
     loc = pyro.sample("loc", dist.Normal(m0, s0))
     with pyro.plate("data", x.shape[0]):

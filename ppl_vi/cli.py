@@ -1,6 +1,7 @@
 """The ``ppl-vi`` command line.
 
 ``ppl-vi models``   lists the zoo.
+``ppl-vi methods``  lists the inference methods ``compare`` can run.
 ``ppl-vi compare``  runs several inference methods on one model and writes a report.
 """
 
@@ -25,6 +26,17 @@ def _cmd_models(args: argparse.Namespace) -> int:
     print(line.format(*("-" * w for w in widths)))
     for r in rows:
         print(line.format(*r))
+    return 0
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    from ppl_vi.diagnostics.methods import method_specs
+
+    for spec in method_specs():
+        print(f"{spec.name:<8} {spec.description}")
+        if spec.variants:
+            print(f"{'':<8} variants: {', '.join(f'{spec.name}:{v}' for v in spec.variants)}"
+                  f" (default {spec.default_variant})")
     return 0
 
 
@@ -73,10 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p_models = sub.add_parser("models", help="list the model zoo")
     p_models.set_defaults(func=_cmd_models)
+    p_methods = sub.add_parser("methods", help="list the inference methods compare can run")
+    p_methods.set_defaults(func=_cmd_methods)
     p_cmp = sub.add_parser("compare", help="compare inference methods on one model and write a report")
     p_cmp.add_argument("--model", required=True, help="zoo model name (see `ppl-vi models`)")
     p_cmp.add_argument("--methods", default="svi,nuts",
-                       help="comma-separated methods, e.g. cavi,svi,svi:AutoMultivariateNormal,nuts,exact")
+                       help="comma-separated methods (see `ppl-vi methods`), e.g. cavi,svi,svi:AutoMultivariateNormal,nuts")
     p_cmp.add_argument("--backend", default="numpyro", choices=("numpyro", "pyro"))
     p_cmp.add_argument("--reference", default="auto", choices=("auto", "exact", "posteriordb", "nuts"))
     p_cmp.add_argument("--out", required=True, help="directory for report.md, CSV/JSON tables and PNG plots")

@@ -20,7 +20,7 @@ from pyroapi import pyro
 from models.posteriordb._data import load_data, register_posterior
 
 
-def diamonds(Xc, Y):
+def diamonds(Xc, Y) -> None:
     """Normal regression of ``Y`` ``(N,)`` on the centred predictors ``Xc`` ``(N, K - 1)``."""
     num_obs, num_coefficients = Xc.shape
     with pyro.plate("coefficients", num_coefficients):

@@ -21,7 +21,7 @@ from models.posteriordb._data import load_data, register_posterior
 from models.posteriordb._host import deterministic
 
 
-def eight_schools_noncentered(y, sigma):
+def eight_schools_noncentered(y, sigma) -> None:
     """Non-centred eight schools; ``y``, ``sigma``: arrays ``(J,)`` of estimates and their sds."""
     num_schools = y.shape[-1]
     with pyro.plate("schools", num_schools):

@@ -52,7 +52,7 @@ def linear_regression(response: str, sigma_scale: float | None) -> Callable:
         latent sites ``beta`` ``(k,)`` and ``sigma`` ``()``.
     """
 
-    def program(X, y):
+    def program(X, y) -> None:
         num_obs, num_coefficients = X.shape
         beta = pyro.sample("beta", flat_prior("real", (num_coefficients,)))
         sigma_prior = (

@@ -9,7 +9,7 @@ arithmetic, linear algebra and reductions; this fills the rest.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import array_api_compat
@@ -17,8 +17,14 @@ import array_api_compat
 __all__ = ["namespace", "special", "is_torch", "is_jax"]
 
 
-def namespace(*arrays: Any):
-    """Array API namespace shared by ``arrays`` (Python scalars are ignored)."""
+def namespace(*arrays: Any) -> ModuleType:
+    """Array API namespace shared by ``arrays`` (Python scalars are ignored).
+
+    Raises
+    ------
+    TypeError
+        If no argument is an array, or the arrays come from different libraries.
+    """
     arrays = [a for a in arrays if not isinstance(a, (int, float, bool, complex))]
     if not arrays:
         raise TypeError("namespace() needs at least one torch tensor or jax array")
@@ -26,10 +32,12 @@ def namespace(*arrays: Any):
 
 
 def is_torch(x: Any) -> bool:
+    """Whether ``x`` is a torch tensor (without importing torch if it is not loaded)."""
     return array_api_compat.is_torch_array(x)
 
 
 def is_jax(x: Any) -> bool:
+    """Whether ``x`` is a jax array (without importing jax if it is not loaded)."""
     return array_api_compat.is_jax_array(x)
 
 

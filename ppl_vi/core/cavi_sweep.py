@@ -32,7 +32,7 @@ def _update_site(plan: Plan, name: str, eta: dict, mu: dict, grad: Grad) -> None
     spec = plan.latents[name]
 
     def objective(stats):
-        return expected_log_joint(plan, {**mu, name: stats})
+        return expected_log_joint(plan, {**mu, name: stats}, only=name)
 
     new_eta = natural_update(spec, tuple(grad(objective, tuple(mu[name]))))
     eta[name] = new_eta

@@ -169,7 +169,7 @@ def run_nuts(
     stats = {"diverging": np.asarray(extra["diverging"]), "n_steps": np.asarray(extra["num_steps"])}
     result = MethodResult(
         method="nuts", draws=draws, num_iterations=num_warmup + num_samples,
-        stop_reason=f"{num_chains} chains x ({num_warmup} warmup + {num_samples}) draws",
+        stop_reason=f"{num_chains} NumPyro chains x ({num_warmup} warmup + {num_samples}) draws",
         sample_stats=stats,
     )
     divergences = int(stats["diverging"].sum())

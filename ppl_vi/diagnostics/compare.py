@@ -101,7 +101,11 @@ def compare(
     options = dict(method_options or {})
     results: dict[str, MethodResult] = {}
     for method in tqdm(methods, desc="methods", disable=not progress_bar):
-        results[method] = run_method(method, problem, seed, **dict(options.get(method.partition(":")[0], {})))
+        result = run_method(method, problem, seed, **dict(options.get(method.partition(":")[0], {})))
+        relabelled = problem.relabel(result.draws) if result.draws else result.draws
+        if relabelled is not result.draws:
+            result.draws, result.moments = relabelled, None  # exact moments belong to the old labels
+        results[method] = result
     tables = [
         metrics_table(m, r.draws, ref.draws, ref.moments, r.moments)
         for m, r in results.items() if r.status == "ok"
@@ -148,7 +152,7 @@ def build_reference(problem: Problem, reference: Union[str, Mapping[str, Any]], 
         if missing:
             raise ValueError(f"reference draws lack latent sites {missing}; the program's are {problem.latent_sites}")
         shape = next(iter(draws.values())).shape
-        return Reference("given", draws, None, f"draws given by the caller ({shape[0]} x {shape[1]})")
+        return Reference("given", problem.relabel(draws), None, f"draws given by the caller ({shape[0]} x {shape[1]})")
     kind = reference
     if kind == "auto":
         kind = problem.zoo.reference if problem.zoo is not None else "nuts"
@@ -164,14 +168,14 @@ def build_reference(problem: Problem, reference: Union[str, Mapping[str, Any]], 
         if problem.zoo is None or problem.zoo.reference_draws is None:
             raise ValueError(f"model {problem.name!r} has no posteriordb reference draws")
         raw = problem.zoo.reference_draws()
-        draws = {s: np.asarray(raw[s]) for s in problem.latent_sites if s in raw}
+        draws = problem.relabel({s: np.asarray(raw[s]) for s in problem.latent_sites if s in raw})
         shape = next(iter(draws.values())).shape if draws else (0, 0)
         return Reference("posteriordb", draws, None, f"posteriordb gold-standard draws ({shape[0]} x {shape[1]})")
     result = run_method("nuts", problem, seed, num_samples=num_ref // 4, num_chains=4)
     if result.status != "ok":
         raise RuntimeError(f"the NUTS reference failed on {problem.name!r}: {result.error}")
-    ref = Reference("nuts", result.draws, None, f"NumPyro NUTS, 4 chains x {num_ref // 4} draws")
-    ref.warnings.extend(_untrustworthy(result.draws, problem.name) + result.notes)
+    ref = Reference("nuts", problem.relabel(result.draws), None, f"NUTS: {result.stop_reason}")
+    ref.warnings.extend(_untrustworthy(ref.draws, problem.name) + [f"NUTS reference: {n}" for n in result.notes])
     return ref
 
 
@@ -191,7 +195,7 @@ def _summary_row(method: str, result: MethodResult, table: pd.DataFrame) -> dict
     row = {
         "method": method, "status": result.status, "elbo": result.elbo, "wall_time_s": result.wall_time,
         "iterations": result.num_iterations, "converged": result.converged,
-        "stop_reason": result.stop_reason, "error": result.error,
+        "stop_reason": result.stop_reason, "error": result.error, "notes": "; ".join(result.notes),
     }
     if result.log_weights:
         stats = khat_over_seeds(result.log_weights)

@@ -79,6 +79,11 @@ def to_inference_data(
         Coordinates of a site of shape ``(k, m)`` are named ``site_dim_0``/``site_dim_1``
         and numbered ``0..k-1``/``0..m-1``, so ``az.summary`` labels read ``theta[3]``.
     """
+    if arviz_major_version() >= 1:
+        raise NotImplementedError(
+            f"ArviZ {az.__version__} (DataTree API) is not supported yet; this adapter emits "
+            "ArviZ 0.x InferenceData (pip install 'arviz<1')"
+        )
     posterior = check_draws(draws)
     dims = {site: site_dims(site, arr.shape[2:]) for site, arr in posterior.items()}
     coords: dict[str, np.ndarray] = {}

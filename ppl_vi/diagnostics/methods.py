@@ -73,6 +73,17 @@ class Problem:
     numpy_data: Optional[dict] = None
     _sites: Optional[tuple[tuple[str, ...], tuple[str, ...]]] = field(default=None, repr=False)
 
+    def relabel(self, draws: dict) -> dict:
+        """The zoo's canonical labelling of draws, if it has one (else ``draws`` unchanged).
+
+        A zoo model with exchangeable components (mixtures, topics) may provide
+        ``extras["relabel"](draws) -> draws`` on ``(chain, draw, *shape)`` arrays, e.g.
+        sorting components by location, so that label switching between chains or
+        methods is not counted as error.
+        """
+        relabel = self.zoo.extras.get("relabel") if self.zoo is not None else None
+        return draws if relabel is None else dict(relabel(dict(draws)))
+
     def backend_module(self):
         """The runner module of this problem's backend (imported now)."""
         return importlib.import_module(f"ppl_vi.diagnostics.backend_{self.backend}")
@@ -118,6 +129,12 @@ class MethodResult:
     sample_stats : dict
         Name -> ``(chain, draw)`` array.
     notes : list of str
+        Remarks shown in the report (divergences, how the ELBO was estimated, ...).
+    status : {"ok", "failed"}
+    error, traceback : str
+        Why a failed method failed (one line; the full traceback).
+    wall_time : float
+        Seconds, set by :func:`run_method`.
     """
 
     method: str
@@ -133,6 +150,7 @@ class MethodResult:
     notes: list = field(default_factory=list)
     status: str = "ok"
     error: str = ""
+    traceback: str = ""
     wall_time: float = float("nan")
 
 
@@ -170,6 +188,11 @@ def method_names() -> list[str]:
     return sorted(_METHODS)
 
 
+def method_specs() -> list[MethodSpec]:
+    """Registered methods (name, description, variants), sorted by name."""
+    return [_METHODS[name] for name in method_names()]
+
+
 def resolve_method(method: str) -> tuple[MethodSpec, Optional[str]]:
     """Split ``"name[:variant]"`` and check both; errors list the valid choices."""
     name, _, variant = method.partition(":")
@@ -196,7 +219,7 @@ def run_method(method: str, problem: Problem, seed: int, **options: Any) -> Meth
         result.method = method
     except Exception as exc:  # a failing method must not stop the comparison
         result = MethodResult(method=method, status="failed", error=f"{type(exc).__name__}: {exc}")
-        result.notes.append(traceback.format_exc(limit=3))
+        result.traceback = traceback.format_exc()
     result.wall_time = time.perf_counter() - start
     return result
 

@@ -66,7 +66,8 @@ def khat_meaning(khat: float, num_samples: int) -> str:
         return "k̂ undefined: some importance weights are not finite (q puts mass where p is zero)"
     threshold = khat_threshold(num_samples)
     if khat < GOOD_KHAT:
-        return f"k̂ = {khat:.2f} < 0.5: q covers the posterior; importance corrections are reliable"
+        return (f"k̂ = {khat:.2f} < 0.5: the importance weights have finite variance, so PSIS "
+                "corrections of q are reliable")
     if khat < min(BAD_KHAT, threshold):
         return (
             f"k̂ = {khat:.2f} in [0.5, 0.7): q is usable with PSIS correction but misses some "

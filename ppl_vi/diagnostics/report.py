@@ -75,6 +75,9 @@ class Report:
                 )
             if pd.notna(row.get("khat_median", np.nan)):
                 parts.append(khat_meaning(row["khat_median"], self.num_draws) + f" (seeds: {row['khat_seeds']})")
+                compared = pd.notna(row.get("max_abs_mean_error_sd", np.nan))
+                if compared and row["khat_median"] < BAD_KHAT and not self._accurate(row):
+                    parts.append("k̂ alone did not flag this method's error; the reference comparison did")
             verdicts[row["method"]] = "; ".join(parts) + "." if parts else "ran (nothing to compare)."
         return verdicts
 

@@ -3,7 +3,8 @@
 Encoders and decoders are pure JAX: a pair ``(apply_fn, params)`` where ``params`` is
 any pytree and ``apply_fn(params, inputs)`` is jit/grad friendly. (Neither flax nor
 equinox is a dependency of ppl_vi; a flax or equinox model is used through its own
-``apply``/``__call__`` written as such a pair.) The formulas are in
+``apply``/``__call__`` written as such a pair.) :func:`mlp_encoder` builds a small
+one for the shapes :func:`local_site_shapes` reads off a model. The formulas are in
 :mod:`ppl_vi.core.vae`; this module adds JAX randomness, NumPyro sites and optax.
 """
 
@@ -24,9 +25,74 @@ from tqdm.auto import tqdm
 
 from ppl_vi.core import vae as core_vae
 
-__all__ = ["AmortizedGuide", "vae_loss", "amortization_gap", "AmortizationGap"]
+__all__ = [
+    "AmortizedGuide",
+    "AmortizationGap",
+    "amortization_gap",
+    "local_site_shapes",
+    "mlp_encoder",
+    "vae_loss",
+]
 
 Encoder = tuple[Callable[[Any, jnp.ndarray], Any], Any]
+
+
+class _LocalSites(NamedTuple):
+    trace: dict
+    num_data: int
+    subsample_size: Optional[int]
+    plate_dim: int
+    sites: dict  # name -> (site, unconstrained event_dim, unconstrained event shape)
+
+
+def _inspect_local_sites(
+    model: Callable[..., Any], local_plate: str, args: tuple, kwargs: dict
+) -> _LocalSites:
+    """Trace ``model`` once; check that its latent sites are all local to ``local_plate``."""
+    with handlers.block():
+        trace = handlers.trace(handlers.seed(model, rng_seed=0)).get_trace(*args, **kwargs)
+    plates = {name: site for name, site in trace.items() if site["type"] == "plate"}
+    if local_plate not in plates:
+        raise ValueError(
+            f"AmortizedGuide: the model has no plate named {local_plate!r}; "
+            f"its plates are {sorted(plates)}. Pass local_plate=<one of these>."
+        )
+    num_data, subsample_size = plates[local_plate]["args"][:2]
+    sites, plate_dim = {}, -1
+    for name, site in trace.items():
+        if site["type"] != "sample" or site["is_observed"]:
+            continue
+        frames = {f.name: f for f in site["cond_indep_stack"]}
+        if local_plate not in frames:
+            raise ValueError(
+                f"AmortizedGuide: latent site {name!r} is outside plate "
+                f"{local_plate!r}; the encoder guide covers local sites only "
+                "(give global latents their own guide, e.g. with AutoGuideList)."
+            )
+        plate_dim = frames[local_plate].dim
+        unconstrained = biject_to(site["fn"].support).inv(site["value"])
+        event_dim = site["fn"].event_dim + jnp.ndim(unconstrained) - jnp.ndim(site["value"])
+        if jnp.ndim(unconstrained) - event_dim != -plate_dim:
+            raise ValueError(
+                f"AmortizedGuide: plate {local_plate!r} must be the leftmost batch "
+                f"dimension of site {name!r} (shape {jnp.shape(site['value'])})"
+            )
+        sites[name] = (site, event_dim, tuple(jnp.shape(unconstrained)[1:]))
+    if not sites:
+        raise ValueError(f"AmortizedGuide: no latent site inside plate {local_plate!r}")
+    return _LocalSites(trace, num_data, subsample_size, plate_dim, sites)
+
+
+def local_site_shapes(
+    model: Callable[..., Any], *args: Any, local_plate: str = "data", **kwargs: Any
+) -> dict[str, tuple[int, ...]]:
+    """Unconstrained per-datapoint shape of each latent site of ``model`` in ``local_plate``.
+
+    What an encoder for :class:`AmortizedGuide` must output per datapoint (e.g. for
+    :func:`mlp_encoder`); ``*args, **kwargs`` are the model's.
+    """
+    sites = _inspect_local_sites(model, local_plate, args, kwargs).sites
+    return {name: shape for name, (_, _, shape) in sites.items()}
 
 
 class AmortizedGuide:
@@ -82,38 +148,10 @@ class AmortizedGuide:
         return f"{self.prefix}_encoder"
 
     def _setup_prototype(self, *args: Any, **kwargs: Any) -> None:
-        with handlers.block():
-            trace = handlers.trace(handlers.seed(self.model, rng_seed=0)).get_trace(*args, **kwargs)
-        plates = {name: site for name, site in trace.items() if site["type"] == "plate"}
-        if self.local_plate not in plates:
-            raise ValueError(
-                f"AmortizedGuide: the model has no plate named {self.local_plate!r}; "
-                f"its plates are {sorted(plates)}. Pass local_plate=<one of these>."
-            )
-        self.num_data, self._subsample_size = plates[self.local_plate]["args"][:2]
-        self._sites = {}
-        for name, site in trace.items():
-            if site["type"] != "sample" or site["is_observed"]:
-                continue
-            frames = {f.name: f for f in site["cond_indep_stack"]}
-            if self.local_plate not in frames:
-                raise ValueError(
-                    f"AmortizedGuide: latent site {name!r} is outside plate "
-                    f"{self.local_plate!r}; the encoder guide covers local sites only "
-                    "(give global latents their own guide, e.g. with AutoGuideList)."
-                )
-            unconstrained = biject_to(site["fn"].support).inv(site["value"])
-            event_dim = site["fn"].event_dim + jnp.ndim(unconstrained) - jnp.ndim(site["value"])
-            if jnp.ndim(unconstrained) - event_dim != -frames[self.local_plate].dim:
-                raise ValueError(
-                    f"AmortizedGuide: plate {self.local_plate!r} must be the leftmost batch "
-                    f"dimension of site {name!r} (shape {jnp.shape(site['value'])})"
-                )
-            self._sites[name] = (site, event_dim, jnp.shape(unconstrained)[1:])
-            self._plate_dim = frames[self.local_plate].dim
-        if not self._sites:
-            raise ValueError(f"AmortizedGuide: no latent site inside plate {self.local_plate!r}")
-        self.prototype_trace = trace
+        prototype = _inspect_local_sites(self.model, self.local_plate, args, kwargs)
+        self.num_data, self._subsample_size = prototype.num_data, prototype.subsample_size
+        self._plate_dim, self._sites = prototype.plate_dim, prototype.sites
+        self.prototype_trace = prototype.trace
 
     def _data(self, args: tuple, kwargs: dict) -> jnp.ndarray:
         if isinstance(self.data_arg, int):
@@ -178,6 +216,43 @@ class AmortizedGuide:
 
         draws = jax.vmap(draw)(keys)
         return jax.tree.map(lambda v: jnp.reshape(v, (*sample_shape, *jnp.shape(v)[1:])), draws)
+
+
+def mlp_encoder(
+    rng_key: jax.Array,
+    input_dim: int,
+    site_shapes: dict[str, tuple[int, ...]],
+    hidden: tuple[int, ...] = (64,),
+) -> Encoder:
+    """A pure-JAX MLP encoder ``(apply_fn, params)`` for :class:`AmortizedGuide`.
+
+    ``apply_fn(params, x)`` maps ``x`` of shape ``(B, input_dim)`` (flattened per
+    datapoint) through softplus hidden layers to ``{site: (loc, scale)}`` with shapes
+    ``(B, *site_shapes[site])`` and ``scale = softplus(·) + 1e-4``. Weights are drawn
+    ``N(0, 1/fan_in)``, biases zero.
+    """
+    sizes = [int(np.prod(shape, dtype=int)) for shape in site_shapes.values()]
+    widths = [input_dim, *hidden, 2 * sum(sizes)]
+    keys = jax.random.split(rng_key, len(widths) - 1)
+    params = [
+        (jax.random.normal(key, (n_in, n_out)) / np.sqrt(n_in), jnp.zeros(n_out))
+        for key, n_in, n_out in zip(keys, widths[:-1], widths[1:])
+    ]
+
+    def apply_fn(params, x):
+        h = jnp.reshape(x, (jnp.shape(x)[0], -1))
+        for weight, bias in params[:-1]:
+            h = jax.nn.softplus(h @ weight + bias)
+        out = h @ params[-1][0] + params[-1][1]
+        result, start = {}, 0
+        for (name, shape), size in zip(site_shapes.items(), sizes):
+            loc = out[:, start : start + size].reshape((-1, *shape))
+            raw = out[:, start + size : start + 2 * size].reshape((-1, *shape))
+            result[name] = (loc, jax.nn.softplus(raw) + 1e-4)
+            start += 2 * size
+        return result
+
+    return apply_fn, params
 
 
 def _encode_batch(encoder: Encoder, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:

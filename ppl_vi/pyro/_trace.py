@@ -56,6 +56,19 @@ def to_numpy(a: Any) -> np.ndarray:
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
 
 
+def _compact(a: Any) -> np.ndarray:
+    """A parameter without the dimensions ``expand`` added (stride 0), kept as size 1.
+
+    Pyro's plates expand a distribution's parameters to the plate's size as views;
+    the planner and the sweep work on the small parameters, as NumPyro's
+    ``ExpandedDistribution`` keeps them.
+    """
+    if not isinstance(a, torch.Tensor):
+        return np.asarray(a)
+    index = tuple(slice(0, 1) if stride == 0 and size > 1 else slice(None) for stride, size in zip(a.stride(), a.shape))
+    return to_numpy(a[index])
+
+
 def _unwrap(fn) -> tuple[Any, int, Any]:
     reinterpreted, mask = 0, None
     while True:
@@ -76,9 +89,9 @@ def _site_info(site: dict, observed: bool) -> SiteInfo:
     family = type(base).__name__
     attrs = _ATTRS.get(family)
     if attrs is None:
-        params = {k: to_numpy(getattr(base, k)) for k in base.arg_constraints if hasattr(base, k)}
+        params = {k: _compact(getattr(base, k)) for k in base.arg_constraints if hasattr(base, k)}
     else:
-        params = {k: to_numpy(getattr(base, a)) for k, a in attrs.items()}
+        params = {k: _compact(getattr(base, a)) for k, a in attrs.items()}
     scale = np.asarray(to_numpy(site["scale"]), dtype=float)
     for m in (mask, site.get("mask")):
         if m is not None and not isinstance(m, bool):

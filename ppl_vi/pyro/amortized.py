@@ -1,6 +1,7 @@
 """Amortized VI for Pyro: encoder guides, the Gaussian-VAE loss, the amortization gap.
 
-Encoders and decoders are ``torch.nn.Module`` s. The formulas are in
+Encoders and decoders are ``torch.nn.Module`` s; :class:`MLPEncoder` is a small one
+for the shapes :func:`local_site_shapes` reads off a model. The formulas are in
 :mod:`ppl_vi.core.vae`; this module adds torch randomness, Pyro sites and
 ``torch.optim``.
 """
@@ -19,7 +20,71 @@ from tqdm.auto import tqdm
 
 from ppl_vi.core import vae as core_vae
 
-__all__ = ["AmortizedGuide", "vae_loss", "amortization_gap", "AmortizationGap"]
+__all__ = [
+    "AmortizedGuide",
+    "AmortizationGap",
+    "amortization_gap",
+    "local_site_shapes",
+    "MLPEncoder",
+    "vae_loss",
+]
+
+
+class _LocalSites(NamedTuple):
+    trace: Any
+    num_data: int
+    subsample_size: int
+    plate_dim: int
+    sites: dict  # name -> (site, unconstrained event_dim, unconstrained event shape)
+
+
+def _inspect_local_sites(
+    model: Callable[..., Any], local_plate: str, args: tuple, kwargs: dict
+) -> _LocalSites:
+    """Trace ``model`` once; check that its latent sites are all local to ``local_plate``."""
+    with torch.no_grad():
+        trace = poutine.block(poutine.trace(model).get_trace)(*args, **kwargs)
+    samples = [site for site in trace.nodes.values() if site["type"] == "sample"]
+    frames = {f.name: f for site in samples for f in site["cond_indep_stack"]}
+    if local_plate not in frames:
+        raise ValueError(
+            f"AmortizedGuide: the model has no plate named {local_plate!r}; "
+            f"its plates are {sorted(frames)}. Pass local_plate=<one of these>."
+        )
+    frame = frames[local_plate]
+    sites = {}
+    for name, site in trace.iter_stochastic_nodes():
+        if site_is_subsample(site):
+            continue
+        if not any(f.name == local_plate for f in site["cond_indep_stack"]):
+            raise ValueError(
+                f"AmortizedGuide: latent site {name!r} is outside plate "
+                f"{local_plate!r}; the encoder guide covers local sites only "
+                "(give global latents their own guide, e.g. with AutoGuideList)."
+            )
+        unconstrained = biject_to(site["fn"].support).inv(site["value"])
+        event_dim = site["fn"].event_dim + unconstrained.dim() - site["value"].dim()
+        if unconstrained.dim() - event_dim != -frame.dim:
+            raise ValueError(
+                f"AmortizedGuide: plate {local_plate!r} must be the leftmost batch "
+                f"dimension of site {name!r} (shape {tuple(site['value'].shape)})"
+            )
+        sites[name] = (site, event_dim, tuple(unconstrained.shape[1:]))
+    if not sites:
+        raise ValueError(f"AmortizedGuide: no latent site inside plate {local_plate!r}")
+    return _LocalSites(trace, frame.full_size or frame.size, frame.size, frame.dim, sites)
+
+
+def local_site_shapes(
+    model: Callable[..., Any], *args: Any, local_plate: str = "data", **kwargs: Any
+) -> dict[str, tuple[int, ...]]:
+    """Unconstrained per-datapoint shape of each latent site of ``model`` in ``local_plate``.
+
+    What an encoder for :class:`AmortizedGuide` must output per datapoint (e.g. for
+    :class:`MLPEncoder`); ``*args, **kwargs`` are the model's.
+    """
+    sites = _inspect_local_sites(model, local_plate, args, kwargs).sites
+    return {name: shape for name, (_, _, shape) in sites.items()}
 
 
 class AmortizedGuide(torch.nn.Module):
@@ -76,39 +141,10 @@ class AmortizedGuide(torch.nn.Module):
         self.num_data: Optional[int] = None
 
     def _setup_prototype(self, *args: Any, **kwargs: Any) -> None:
-        with torch.no_grad():
-            trace = poutine.block(poutine.trace(self.model).get_trace)(*args, **kwargs)
-        samples = [(n, s) for n, s in trace.nodes.items() if s["type"] == "sample"]
-        frames = {f.name: f for _, s in samples for f in s["cond_indep_stack"]}
-        if self.local_plate not in frames:
-            raise ValueError(
-                f"AmortizedGuide: the model has no plate named {self.local_plate!r}; "
-                f"its plates are {sorted(frames)}. Pass local_plate=<one of these>."
-            )
-        frame = frames[self.local_plate]
-        self.num_data = frame.full_size or frame.size
-        self._subsample_size, self._plate_dim = frame.size, frame.dim
-        self._sites = {}
-        for name, site in trace.iter_stochastic_nodes():
-            if site_is_subsample(site):
-                continue
-            if not any(f.name == self.local_plate for f in site["cond_indep_stack"]):
-                raise ValueError(
-                    f"AmortizedGuide: latent site {name!r} is outside plate "
-                    f"{self.local_plate!r}; the encoder guide covers local sites only "
-                    "(give global latents their own guide, e.g. with AutoGuideList)."
-                )
-            unconstrained = biject_to(site["fn"].support).inv(site["value"])
-            event_dim = site["fn"].event_dim + unconstrained.dim() - site["value"].dim()
-            if unconstrained.dim() - event_dim != -self._plate_dim:
-                raise ValueError(
-                    f"AmortizedGuide: plate {self.local_plate!r} must be the leftmost batch "
-                    f"dimension of site {name!r} (shape {tuple(site['value'].shape)})"
-                )
-            self._sites[name] = (site, event_dim, tuple(unconstrained.shape[1:]))
-        if not self._sites:
-            raise ValueError(f"AmortizedGuide: no latent site inside plate {self.local_plate!r}")
-        self.prototype_trace = trace
+        prototype = _inspect_local_sites(self.model, self.local_plate, args, kwargs)
+        self.num_data, self._subsample_size = prototype.num_data, prototype.subsample_size
+        self._plate_dim, self._sites = prototype.plate_dim, prototype.sites
+        self.prototype_trace = prototype.trace
 
     def _data(self, args: tuple, kwargs: dict) -> torch.Tensor:
         return args[self.data_arg] if isinstance(self.data_arg, int) else kwargs[self.data_arg]
@@ -154,6 +190,37 @@ class AmortizedGuide(torch.nn.Module):
                 ):
                     base = dist.TransformedDistribution(base, biject_to(support))
                 result[name] = pyro.sample(name, base)
+        return result
+
+
+class MLPEncoder(torch.nn.Module):
+    """An MLP encoder for :class:`AmortizedGuide`.
+
+    Maps ``x`` of shape ``(B, input_dim)`` (flattened per datapoint) through softplus
+    hidden layers to ``{site: (loc, scale)}`` with shapes ``(B, *site_shapes[site])``
+    and ``scale = softplus(·) + 1e-4``.
+    """
+
+    def __init__(
+        self, input_dim: int, site_shapes: dict[str, tuple[int, ...]], hidden: tuple[int, ...] = (64,)
+    ):
+        super().__init__()
+        self.site_shapes = {name: tuple(shape) for name, shape in site_shapes.items()}
+        self._sizes = [int(torch.Size(shape).numel()) for shape in self.site_shapes.values()]
+        widths = [input_dim, *hidden]
+        layers: list[torch.nn.Module] = []
+        for n_in, n_out in zip(widths[:-1], widths[1:]):
+            layers += [torch.nn.Linear(n_in, n_out), torch.nn.Softplus()]
+        self.body = torch.nn.Sequential(*layers, torch.nn.Linear(widths[-1], 2 * sum(self._sizes)))
+
+    def forward(self, x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        out = self.body(x.reshape(x.shape[0], -1))
+        result, start = {}, 0
+        for (name, shape), size in zip(self.site_shapes.items(), self._sizes):
+            loc = out[:, start : start + size].reshape(-1, *shape)
+            raw = out[:, start + size : start + 2 * size].reshape(-1, *shape)
+            result[name] = (loc, torch.nn.functional.softplus(raw) + 1e-4)
+            start += 2 * size
         return result
 
 

@@ -36,6 +36,9 @@ def test_compare_writes_report_files_and_rows(tmp_path, capsys):
     assert "already exists; use --overwrite" in capsys.readouterr().err
 
 
-def test_models_subcommand_still_lists_the_zoo(capsys):
+def test_models_and_methods_subcommands(capsys):
     assert main(["models"]) == 0
     assert "normal_known_variance" in capsys.readouterr().out
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "svi:AutoLowRankMultivariateNormal" in out and out.splitlines()[0].startswith("cavi")

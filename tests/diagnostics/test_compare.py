@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ppl_vi.diagnostics import methods as method_registry
-from ppl_vi.diagnostics.compare import compare, make_problem
+from ppl_vi.diagnostics.compare import build_reference, compare, make_problem
 from ppl_vi.diagnostics.methods import MethodResult, register_method, resolve_method
 from ppl_vi.diagnostics.psis import pareto_khat
 
@@ -94,15 +94,26 @@ def test_khat_flags_a_too_narrow_normal_q(backend):
     assert np.median(narrow_k) > 0.7
 
 
-def test_pyro_backend_svi_and_exact():
-    report = compare("normal_known_variance", methods=["exact", "svi"], backend="pyro", num_draws=500,
-                     num_khat_seeds=2, method_options={"svi": {"num_steps": 3000, "step_size": 0.03, "plateau": {"window": 100}}}, progress_bar=False)
+def test_pyro_backend_cavi_svi_and_exact():
+    report = compare("normal_known_variance", methods=["exact", "cavi", "svi"], backend="pyro", num_draws=500,
+                     num_khat_seeds=2, progress_bar=False,
+                     method_options={"svi": {"num_steps": 3000, "step_size": 0.03, "plateau": {"window": 100}}})
     summary = report.summary.set_index("method")
     assert (summary["status"] == "ok").all(), summary["error"].to_dict()
+    assert np.abs(rows(report, "cavi")["mean_error_sd"]).max() < 1e-6
+    assert summary.loc["cavi", "elbo"] == pytest.approx(report.log_evidence, abs=1e-6)
     table = rows(report, "svi")
     assert np.abs(table["mean_error_sd"]).max() < 0.2
     assert np.abs(table["sd_ratio"] - 1).max() < 0.15
     assert summary.loc["svi", "khat_max"] < 0.7
+
+
+def test_auto_reference_of_a_posteriordb_model_is_its_gold_standard_draws():
+    problem = make_problem("pdb_eight_schools_eight_schools_noncentered", "numpyro", 100, 1, 0, None, False)
+    ref = build_reference(problem, "auto", 0)
+    assert ref.kind == "posteriordb" and set(ref.draws) == {"mu", "tau", "theta_trans"}
+    assert ref.draws["theta_trans"].shape[2:] == (8,) and ref.draws["tau"].shape[0] == 10
+    assert 0 < ref.draws["tau"].min()
 
 
 def test_failing_method_is_reported_and_others_run(monkeypatch, tmp_path):
@@ -173,3 +184,22 @@ def test_user_program_with_given_reference_draws():
     assert abs(row["mean_error_sd"]) < 0.15 and abs(row["sd_ratio"] - 1) < 0.1
     with pytest.raises(ValueError, match="reference draws lack latent sites \\['mu'\\]"):
         compare((model, (y,), {}), methods=["svi"], reference={"nu": ref["mu"]}, progress_bar=False)
+
+
+def test_zoo_relabel_hook_applies_to_reference_and_methods(monkeypatch):
+    import dataclasses
+
+    import models
+
+    def flipped(problem, variant, seed):
+        return MethodResult(method="", draws={"loc": np.full((1, 50), -1.0)}, moments={"loc": (-1.0, 0.0)})
+
+    zoo = dataclasses.replace(models.get("normal_known_variance"), name="nkv_abs",
+                              extras={"relabel": lambda draws: {k: np.abs(v) for k, v in draws.items()}})
+    monkeypatch.setitem(models._REGISTRY, "nkv_abs", zoo)
+    monkeypatch.setattr(method_registry, "_METHODS", dict(method_registry._METHODS))
+    register_method("flipped", flipped)
+    ref = {"loc": np.random.default_rng(5).standard_normal((2, 20000))}
+    row = compare("nkv_abs", methods=["flipped"], reference=ref, progress_bar=False).table.iloc[0]
+    assert row["mean"] == 1.0  # relabelled draws, not the stale exact moments
+    assert row["ref_mean"] == pytest.approx(np.sqrt(2 / np.pi), abs=0.02)  # E|z|, z ~ N(0, 1)

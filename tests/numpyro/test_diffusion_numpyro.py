@@ -35,7 +35,7 @@ def make_chain(kind: str = "linear", num_steps: int | None = 4) -> DiffusionChai
 
 def test_program_sites():
     """Site structure, read by tracing abstractly (jax.eval_shape: no compilation)."""
-    chain = make_chain(num_steps=3)
+    chain = make_chain("learned", num_steps=3)
     seen = {}
 
     def record(x):
@@ -49,12 +49,13 @@ def test_program_sites():
     assert [n for n, s in guide_tr.items() if s["type"] == "sample"] == ["z_0", "z_1", "z_2", "z_3"]
     assert model_tr["x"]["is_observed"] and model_tr[DENOISER_SITE]["type"] == "param"
     assert model_tr["z_1"]["fn"].event_shape == (NUM_DIMS,)
+    assert model_tr[SCHEDULE_SITE]["type"] == "param" and guide_tr[SCHEDULE_SITE]["type"] == "param"
 
 
 def test_trace_elbo_agrees_with_analytic_elbo():
     """Generic Monte Carlo ELBO of (model, guide) = analytic terms in expectation (one
     compiled function for both estimators; the Pyro test covers the learned schedule)."""
-    chain = make_chain("linear")
+    chain = make_chain("linear", num_steps=2)
     batch, reps = 2000, 10
     x = jnp.broadcast_to(jnp.array([[0, 2, 4]]), (batch, NUM_DIMS))
     params = chain.init_params
@@ -70,7 +71,9 @@ def test_trace_elbo_agrees_with_analytic_elbo():
 
 
 def test_svi_training_and_sampling():
-    chain = make_chain("learned")
+    """SVI + optax through DiffusionELBO (fixed schedule here: compiling the learned one
+    doubles the time; its training is tested on the Pyro side, its values in parity)."""
+    chain = make_chain("linear")
     x = jax.random.randint(jax.random.PRNGKey(2), (BATCH, NUM_DIMS), 0, NUM_BINS)
     svi = SVI(chain.model, chain.guide, optax.adam(1e-2), DiffusionELBO())
     # compiled init and update (what svi.run does, without its second compilation)
@@ -80,9 +83,8 @@ def test_svi_training_and_sampling():
         state, loss = update(state, x)
         losses.append(float(loss))
     params = svi.get_params(state)
-    assert set(params) == {DENOISER_SITE, SCHEDULE_SITE}
+    assert set(params) == {DENOISER_SITE}
     assert np.mean(losses[-20:]) < 0.8 * np.mean(losses[:5])
-    assert not np.allclose(params[SCHEDULE_SITE]["w2_raw"], chain.schedule_params["w2_raw"])
     samples = chain.sample(BATCH, rng_key=jax.random.PRNGKey(5), params=params)
     assert samples.shape == (BATCH, NUM_DIMS)
     assert samples.min() >= 0 and samples.max() < NUM_BINS

@@ -127,3 +127,15 @@ def test_errors_name_plate_site_and_shape():
 
     with pytest.raises(ValueError, match="latent site 'g' is outside plate 'data'"):
         AmortizedGuide(with_global, Encoder(), "data")(X)
+
+
+def test_mlp_encoder_shapes_and_guide():
+    from ppl_vi.pyro.amortized import MLPEncoder, local_site_shapes
+
+    shapes = local_site_shapes(model, X, local_plate="data")
+    assert shapes == {"z": (K,)}
+    encoder = MLPEncoder(D, shapes, hidden=(16, 8))
+    loc, scale = encoder(X)["z"]
+    assert loc.shape == scale.shape == (N, K) and torch.all(scale > 0)
+    trace = poutine.trace(AmortizedGuide(model, encoder, "data")).get_trace(X, 4)
+    assert trace.nodes["z"]["value"].shape == (4, K)

@@ -115,8 +115,10 @@ def multipolygamma(order: int, a: Array, dim: int) -> Array:
 def wishart_df_from_log_gap(log_gap: Array, dim: int, num_steps: int = 10) -> Array:
     """Solve ``multipolygamma(0, nu/2, p) + p log 2 - p log nu = log_gap`` for ``nu > p - 1``.
 
-    ``log_gap = E[log|X|] - log|E[X]|`` (negative). Newton on ``log(nu - p + 1)``,
-    starting from the large-``nu`` approximation ``nu = p (p + 1) / (-2 log_gap)``.
+    ``log_gap = E[log|X|] - log|E[X]|`` (negative). Newton on ``log(nu - p + 1)``; the
+    start puts that excess at the large-``nu`` approximation ``p (p + 1) / (-2 log_gap)``
+    of ``nu`` itself, which is positive for every gap (so ``nu`` starts ``p - 1`` above
+    the approximation: harmless for large ``nu``, and inside the domain for small ones).
     """
     xp, sp = namespace(log_gap), special(log_gap)
     p = dim
