@@ -9,7 +9,8 @@ digits, it prints the ELBO of the encoder, the ELBO after per-datapoint optimiza
 (the amortization gap) and an IWAE estimate of log p(x), and saves reconstructions
 and prior samples as PNGs.
 
-Run: ``python examples/vae_digits.py`` (about a minute of CPU), ``--help`` for options.
+Run: ``python examples/vae_digits.py`` (about 1.5 CPU minutes: 2,400 Adam steps and the
+gap optimization; PNGs go to ``reports/vae_digits/``), ``--help`` for options.
 """
 
 from __future__ import annotations

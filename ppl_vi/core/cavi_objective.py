@@ -101,8 +101,8 @@ def _moments(dep: Dependency, mu: MeanParams, latents: Mapping[str, LatentSpec])
     role = dep.role
     if dep.kind == "dense":
         return _dense_moments(dep, stats, xp)
-    atom_ndim = {"Normal": 0, "Gamma": 0, "Beta": 0, "MultivariateNormal": 1, "Dirichlet": 1, "Wishart": 2}[spec.q_family]
-    tables = [xp.reshape(s, (-1,) + tuple(s.shape[s.ndim - n :]) if n else (-1,)) for s, n in zip(stats, _stat_ndims(spec.q_family, atom_ndim))]
+    ndims = expfam.family(spec.q_family).stat_event_ndims
+    tables = [xp.reshape(s, (-1,) + tuple(s.shape[s.ndim - n :])) for s, n in zip(stats, ndims)]
     picked = [gather_atoms(t, dep.index, t.ndim - 1) for t in tables]
     if role == "real":
         m, s = picked
@@ -130,17 +130,6 @@ def _moments(dep: Dependency, mu: MeanParams, latents: Mapping[str, LatentSpec])
     if role == "simplex":
         return SimplexMoments(tables[0], dep.index)
     raise ValueError(f"no moments for role {role!r} from a {spec.q_family} latent")
-
-
-def _stat_ndims(q_family: str, atom_ndim: int) -> tuple:
-    return {
-        "Normal": (0, 0),
-        "Gamma": (0, 0),
-        "Beta": (0, 0),
-        "MultivariateNormal": (1, 2),
-        "Dirichlet": (1,),
-        "Wishart": (2, 0),
-    }[q_family]
 
 
 def _dense_moments(dep: Dependency, stats: tuple, xp) -> tuple:
@@ -217,23 +206,19 @@ def expected_log_joint(plan: Plan, mu: MeanParams, only: Optional[str] = None) -
     return total
 
 
-def _natural_of(spec: LatentSpec, eta: tuple) -> tuple:
-    if spec.q_family == "Categorical":
-        xp = namespace(eta[0])
-        return (eta[0] - special(eta[0]).logsumexp(eta[0], axis=-1, keepdims=True),)
-    return eta
-
-
 def natural_update(spec: LatentSpec, grad: tuple) -> tuple:
-    """Optimal natural parameter of ``q_j`` from ``grad_{mu_j} F`` (divided by the site scale)."""
+    """Optimal natural parameter of ``q_j`` from ``grad_{mu_j} F`` (divided by the site scale).
+
+    Matrix statistics are symmetrized; Categorical log-probabilities normalized.
+    """
     xp = namespace(grad[0])
-    eta = tuple(g / spec.scale for g in grad)
-    if spec.q_family in ("MultivariateNormal", "Wishart"):
-        eta = (eta[0], 0.5 * (eta[1] + xp.matrix_transpose(eta[1])), *eta[2:]) if spec.q_family == "MultivariateNormal" else (
-            0.5 * (eta[0] + xp.matrix_transpose(eta[0])),
-            eta[1],
-        )
-    return _natural_of(spec, eta)
+    eta = [g / spec.scale for g in grad]
+    matrix_stat = {"MultivariateNormal": 1, "Wishart": 0}.get(spec.q_family)
+    if matrix_stat is not None:
+        eta[matrix_stat] = 0.5 * (eta[matrix_stat] + xp.matrix_transpose(eta[matrix_stat]))
+    if spec.q_family == "Categorical":
+        eta[0] = eta[0] - special(eta[0]).logsumexp(eta[0], axis=-1, keepdims=True)
+    return tuple(eta)
 
 
 def entropy(spec: LatentSpec, eta: tuple) -> Array:

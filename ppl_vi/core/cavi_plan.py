@@ -72,23 +72,24 @@ class SiteInfo:
     log_prob: float = 0.0
 
 
+_EVENT_NDIM = {"MultivariateNormal": 1, "Dirichlet": 1, "Wishart": 2}
+
+
 def q_family_of(site: SiteInfo) -> Optional[str]:
-    """The variational family CAVI gives a latent site, or ``None`` if unsupported."""
-    fam = site.family
+    """The variational family CAVI gives a latent site, or ``None`` if unsupported.
+
+    A Normal site with one event dimension (``Normal(...).expand([D]).to_event(1)``)
+    gets one Gaussian block, ``MultivariateNormal`` over its event: the complete
+    conditional of a ``to_event`` site is jointly Gaussian (e.g. regression weights).
+    """
+    fam, event_ndim = site.family, len(site.event_shape)
     if fam == "Normal":
-        return {0: "Normal", 1: "MultivariateNormal"}.get(len(site.event_shape))
-    if fam in ("MultivariateNormal", "Gamma", "Beta", "Dirichlet", "Wishart", "Categorical", "Bernoulli"):
-        return fam if len(site.event_shape) == conjugate.ROLE_ATOM_NDIM.get(_EVENT_ROLE.get(fam, "const"), 0) else None
+        return {0: "Normal", 1: "MultivariateNormal"}.get(event_ndim)
     if fam == "Exponential":
-        return "Gamma" if not site.event_shape else None
+        return "Gamma" if event_ndim == 0 else None
+    if fam in ("MultivariateNormal", "Gamma", "Beta", "Dirichlet", "Wishart", "Categorical", "Bernoulli"):
+        return fam if event_ndim == _EVENT_NDIM.get(fam, 0) else None
     return None
-
-
-_EVENT_ROLE = {"MultivariateNormal": "vector", "Dirichlet": "simplex", "Wishart": "precision_matrix"}
-
-
-class _Refusal(ValueError):
-    pass
 
 
 def _refuse(latent: SiteInfo, child: str, what: str, backend: str) -> None:
@@ -226,7 +227,7 @@ def _dependency(site, pname, role, specs, probes, run, values, dense_cache, prio
     readings = [_param(r[site.name], pname, role) for r in runs]
     p_atom = conjugate.ROLE_ATOM_NDIM[role]
     gathered = detect_gather(readings, z, p_atom, _LATENT_ATOM[spec.q_family]) if "gather" in how else None
-    if gathered is not None and _acceptable(role, spec.q_family, gathered):
+    if gathered is not None and _acceptable(role, spec.q_family, gathered, float(np.abs(reading0).max(initial=1.0))):
         coef = np.asarray(gathered.coef, dtype=float)
         log_coef = None
         if role == "precision_matrix" and spec.q_family == "Gamma":
@@ -257,12 +258,16 @@ def _dependency(site, pname, role, specs, probes, run, values, dense_cache, prio
     _refuse(prior[latent], site.name, f"{what}: not a constant-scaled gather or affine map of {latent!r}", backend)
 
 
-def _acceptable(role: str, q_family: str, gathered) -> bool:
+def _acceptable(role: str, q_family: str, gathered, magnitude: float) -> bool:
+    """Whether a detected gather is a conjugate use for ``role``.
+
+    Locations may be any affine gather; positive parameters must be a positive
+    constant times the latent (no offset); probabilities the latent itself.
+    """
     coef, offset = np.asarray(gathered.coef), np.asarray(gathered.offset)
-    tiny = 1e-9 * max(1.0, float(np.abs(offset).max(initial=0.0)))
     if role in ("real", "vector"):
         return True
-    if not np.all(np.abs(offset) <= 1e-8 * max(1.0, float(np.abs(coef).max(initial=0.0)))) and not np.all(np.abs(offset) < tiny):
+    if np.abs(offset).max(initial=0.0) > 1e-8 * max(1.0, magnitude):
         return False
     if role in ("unit", "simplex"):
         return bool(np.allclose(coef, 1.0, rtol=1e-6))

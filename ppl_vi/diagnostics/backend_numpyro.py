@@ -230,3 +230,24 @@ def exact_guide(params: dict) -> Callable[..., Any]:
             numpyro.sample(site, q.to_event(len(q.batch_shape)) if q.batch_shape else q)
 
     return guide
+
+
+def run_langevin(problem: Problem, seed: int, **options: Any) -> MethodResult:
+    """MALA (or ULA with ``mala=False``) on the posterior score of the NumPyro program."""
+    from ppl_vi.numpyro.langevin_sampling import langevin_posterior
+
+    model, args, kwargs = numpyro_program(problem)
+    options.setdefault("num_samples", problem.num_draws)
+    fit = langevin_posterior(model, args, kwargs, rng_key=seed, progress_bar=problem.progress_bar, **options)
+    return _langevin_result(problem, fit)
+
+
+def _langevin_result(problem: Problem, fit: Any) -> MethodResult:
+    draws = {s: np.asarray(fit.samples[s]) for s in problem.latent_sites if s in fit.samples}
+    num_chains, num_samples = next(iter(draws.values())).shape[:2]
+    result = MethodResult(
+        method="langevin", draws=draws, num_iterations=num_samples,
+        stop_reason=f"{num_chains} chains x {num_samples} draws, step size {float(fit.step_size):.3g}",
+    )
+    result.notes.append(f"mean acceptance probability {float(fit.acceptance_rate):.2f}")
+    return result

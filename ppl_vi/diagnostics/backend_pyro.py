@@ -238,3 +238,15 @@ def exact_guide(params: dict) -> Callable[..., Any]:
             pyro.sample(site, q.to_event(len(q.batch_shape)) if q.batch_shape else q)
 
     return guide
+
+
+def run_langevin(problem: Problem, seed: int, **options: Any) -> MethodResult:
+    """MALA (or ULA with ``mala=False``) on the posterior score of the Pyro program."""
+    from ppl_vi.diagnostics.backend_numpyro import _langevin_result
+    from ppl_vi.pyro.langevin_sampling import langevin_posterior
+
+    options.setdefault("num_samples", problem.num_draws)
+    fit = langevin_posterior(problem.model, problem.args, problem.kwargs, seed=seed,
+                             progress_bar=problem.progress_bar, **options)
+    fit = fit._replace(samples={k: _numpy(v) for k, v in fit.samples.items()})
+    return _langevin_result(problem, fit)

@@ -9,7 +9,8 @@ one call::
 
 Built in: ``svi`` (host autoguides; variant = guide class, default ``AutoNormal``),
 ``nuts`` (NumPyro NUTS, also the reference for Pyro programs), ``exact`` (the zoo's
-closed form) and ``cavi`` (``ppl_vi.<backend>.CAVI``). Backend code lives in
+closed form), ``cavi`` (``ppl_vi.<backend>.CAVI``) and ``langevin`` (MALA on the
+posterior score, ``ppl_vi.<backend>.langevin_posterior``). Backend code lives in
 :mod:`ppl_vi.diagnostics.backend_numpyro` / ``backend_pyro`` and is imported only when
 a runner runs, so this module stays NumPy-only at import time.
 """
@@ -242,6 +243,10 @@ def _cavi(problem: Problem, variant: Optional[str], seed: int, **options: Any) -
     return problem.backend_module().run_cavi(problem, seed, **options)
 
 
+def _langevin(problem: Problem, variant: Optional[str], seed: int, **options: Any) -> MethodResult:
+    return problem.backend_module().run_langevin(problem, seed, **options)
+
+
 def _exact(problem: Problem, variant: Optional[str], seed: int) -> MethodResult:
     if problem.exact is None:
         raise ValueError(f"model {problem.name!r} has no closed-form posterior; use reference 'nuts'")
@@ -266,3 +271,4 @@ register_method("svi", _svi, "stochastic VI with a host autoguide (Trace_ELBO, A
 register_method("nuts", _nuts, "NumPyro NUTS (multiple chains); also the reference for Pyro programs")
 register_method("cavi", _cavi, "ppl_vi CAVI: exact mean-field coordinate ascent (conjugate models)")
 register_method("exact", _exact, "the zoo's closed-form posterior")
+register_method("langevin", _langevin, "MALA on the posterior score from autodiff of the log joint")

@@ -218,6 +218,21 @@ class AmortizedGuide:
         return jax.tree.map(lambda v: jnp.reshape(v, (*sample_shape, *jnp.shape(v)[1:])), draws)
 
 
+    def median(self, params: dict, *args: Any, **kwargs: Any) -> dict[str, jnp.ndarray]:
+        """Posterior median of every local site for all ``N`` datapoints of the data.
+
+        ``biject_to(support)(loc_φ(x_i))``, the median of ``q_φ(z_i | x_i)``; ``params``
+        is ``svi.get_params(state)``, ``*args, **kwargs`` the model's.
+        """
+        if self.prototype_trace is None:
+            handlers.seed(self._setup_prototype, rng_seed=0)(*args, **kwargs)
+        q_params = self.encode(params[self.param_name], self._data(args, kwargs))
+        return {
+            name: biject_to(site["fn"].support)(q_params[name][0])
+            for name, (site, _, _) in self._sites.items()
+        }
+
+
 def mlp_encoder(
     rng_key: jax.Array,
     input_dim: int,

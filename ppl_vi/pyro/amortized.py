@@ -167,6 +167,18 @@ class AmortizedGuide(torch.nn.Module):
             core_vae.check_encoder_output(name, loc, scale, (batch, *event_shape))
         return output
 
+    @torch.no_grad()
+    def median(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """Posterior median ``biject_to(support)(loc_φ(x_i))`` of every local site, for
+        all ``N`` datapoints of the data argument (``*args, **kwargs`` are the model's)."""
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        q_params = self.encode(self._data(args, kwargs))
+        return {
+            name: biject_to(site["fn"].support)(q_params[name][0])
+            for name, (site, _, _) in self._sites.items()
+        }
+
     def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)

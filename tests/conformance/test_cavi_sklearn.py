@@ -29,6 +29,13 @@ import models
 from tests.conformance._cavi_helpers import assert_monotone, fit, np_params
 
 
+# The NumPyro variants compile the model's sweep (~40 s each on the shared 2-core
+# machine): they run with the slow tests; the planner and sweep are the same core code
+# as the Pyro variants, and the backends' fixed points agree (test_cavi_exact).
+COMPILED = [pytest.param("numpyro", marks=pytest.mark.slow), "pyro"]
+
+
+@pytest.mark.parametrize("backend", COMPILED)
 def test_gmm_agrees_with_scikit_learn(backend):
     result, raw, _ = fit(backend, "bayesian_gmm", num_data=400, tol=1e-12)
     assert result.converged
@@ -73,6 +80,7 @@ def _sklearn_lda(raw: dict) -> LatentDirichletAllocation:
     )
 
 
+@pytest.mark.parametrize("backend", COMPILED)
 def test_lda_fixed_point_is_scikit_learns(backend):
     result, raw, _ = fit(backend, "lda", num_restarts=2, tol=1e-13)
     assert_monotone(result.elbo)

@@ -276,7 +276,7 @@ def _posterior_log_density(post: models.ExactPosterior, theta: dict) -> float:
 
 
 @pytest.mark.parametrize("name", sorted(_GENERATOR_ARGS))
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), seed=st.integers(0, 2**16), num_data=st.integers(1, 30))
 def test_evidence_is_log_joint_minus_log_posterior(name, data, seed, num_data):
     """At a posterior draw, Pyro's log joint of the zoo program minus the closed-form

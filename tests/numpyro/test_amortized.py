@@ -75,6 +75,7 @@ def test_minibatch_loss_at_the_exact_posterior_is_scaled_evidence():
         np.testing.assert_allclose(log_ratio, N / 4 * LOG_EVIDENCE[np.asarray(indices)].sum(), rtol=1e-10)
     draws = guide.sample_posterior(jax.random.PRNGKey(1), params, X, sample_shape=(3,))
     assert draws["z"].shape == (3, 4, K)
+    np.testing.assert_allclose(guide.median(params, X, 4)["z"], encoder_fn(EXACT, X)[0])
 
 
 def test_amortization_gap_recovers_the_exact_posterior():

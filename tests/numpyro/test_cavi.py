@@ -1,4 +1,9 @@
-"""NumPyro CAVI: pure init/update, restarts, guide with Predictive, samples, ArviZ, plates."""
+"""NumPyro CAVI: pure init/update, restarts, guide with Predictive, samples, ArviZ, plates.
+
+That the closed-form ELBO carries ``Trace_ELBO``'s constants is checked on Pyro
+(tests/pyro/test_cavi.py); both backends give the same ELBO to 1e-8
+(tests/conformance/test_cavi_exact.py).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 from numpyro import handlers
-from numpyro.infer import Predictive, Trace_ELBO
+from numpyro.infer import Predictive
 
 import models
 from ppl_vi.numpyro import CAVI
@@ -40,43 +45,30 @@ def test_jitted_init_update_match_run():
 
 def test_plate_scale_and_mask_are_honoured():
     x = jnp.array([1.0, 0.0, 1.0, 1.0])
-    tiled = CAVI(beta_bernoulli).run(jax.random.PRNGKey(0), jnp.tile(x, 3))
     scaled = CAVI(beta_bernoulli).run(jax.random.PRNGKey(0), x, scale=3.0)
-    np.testing.assert_allclose(scaled.posterior["p"].concentration1, tiled.posterior["p"].concentration1)
-    np.testing.assert_allclose(scaled.posterior["p"].concentration0, tiled.posterior["p"].concentration0)
-    mask = jnp.array([True, False, True, False])
-    masked = CAVI(beta_bernoulli).run(jax.random.PRNGKey(0), x, mask=mask)
-    assert float(masked.posterior["p"].concentration1) == 2.0 + 2.0
-    assert float(masked.posterior["p"].concentration0) == 3.0 + 0.0
-
-
-def test_elbo_has_trace_elbo_constants():
-    """CAVI's closed-form ELBO = -Trace_ELBO loss of the same guide (Monte Carlo)."""
-    zoo = models.get("normal_gamma")
-    data = zoo.data("numpyro", seed=0)
-    cavi = CAVI(zoo.numpyro_model)
-    result = cavi.run(jax.random.PRNGKey(0), **data)
-    loss = Trace_ELBO(num_particles=5000).loss(jax.random.PRNGKey(1), {}, zoo.numpyro_model, cavi.guide(result), **data)
-    np.testing.assert_allclose(-float(loss), result.elbo[-1], atol=0.1)
+    assert float(scaled.posterior["p"].concentration1) == pytest.approx(2.0 + 3 * 3.0)
+    assert float(scaled.posterior["p"].concentration0) == pytest.approx(3.0 + 3 * 1.0)
+    masked = CAVI(beta_bernoulli).run(jax.random.PRNGKey(0), x, mask=jnp.array([True, False, True, False]))
+    assert float(masked.posterior["p"].concentration1) == pytest.approx(2.0 + 2.0)
+    assert float(masked.posterior["p"].concentration0) == pytest.approx(3.0 + 0.0)
 
 
 def test_restarts_guide_predictive_samples_and_inference_data():
-    zoo = models.get("normal_gamma")
-    data = zoo.data("numpyro", seed=0)
-    cavi = CAVI(zoo.numpyro_model, num_restarts=3)
-    result = cavi.run(jax.random.PRNGKey(0), **data)
+    x = jnp.array([1.0, 0.0, 1.0, 1.0, 0.0])
+    cavi = CAVI(beta_bernoulli, num_restarts=3)
+    result = cavi.run(jax.random.PRNGKey(0), x)
     assert result.restart_elbos.shape == (3,)
     assert result.elbo[-1] == pytest.approx(result.restart_elbos.max())
     draws = cavi.sample_posterior(jax.random.PRNGKey(1), result, 400)
-    assert draws["loc"].shape == (400,) and draws["precision"].shape == (400,)
-    predictive = Predictive(zoo.numpyro_model, guide=cavi.guide(result), num_samples=400, return_sites=["loc", "x"])
-    out = predictive(jax.random.PRNGKey(2), **data)
-    assert out["x"].shape == (400, data["x"].shape[0])
-    q_loc = result.posterior["loc"]
-    assert abs(float(out["loc"].mean()) - float(q_loc.loc)) < 4 * float(q_loc.scale) / 20
-    idata = result.to_inference_data(num_samples=100, var_names=["loc"])
+    assert draws["p"].shape == (400,)
+    predictive = Predictive(beta_bernoulli, guide=cavi.guide(result), num_samples=400, return_sites=["p", "x"])
+    out = predictive(jax.random.PRNGKey(2), x)
+    assert out["x"].shape == (400, 5)
+    q = result.posterior["p"]
+    assert abs(float(out["p"].mean()) - float(q.mean)) < 4 * float(jnp.sqrt(q.variance)) / 20
+    idata = result.to_inference_data(num_samples=100)
     assert dict(idata.posterior.sizes)["chain"] == 1 and dict(idata.posterior.sizes)["draw"] == 100
-    assert set(idata.posterior.data_vars) == {"loc"}
+    assert set(idata.posterior.data_vars) == {"p"}
 
 
 def test_bad_arguments_raise():

@@ -137,5 +137,7 @@ def test_mlp_encoder_shapes_and_guide():
     encoder = MLPEncoder(D, shapes, hidden=(16, 8))
     loc, scale = encoder(X)["z"]
     assert loc.shape == scale.shape == (N, K) and torch.all(scale > 0)
-    trace = poutine.trace(AmortizedGuide(model, encoder, "data")).get_trace(X, 4)
+    guide = AmortizedGuide(model, encoder, "data")
+    trace = poutine.trace(guide).get_trace(X, 4)
     assert trace.nodes["z"]["value"].shape == (4, K)
+    torch.testing.assert_close(guide.median(X)["z"], loc.detach())
