@@ -62,7 +62,7 @@ def mala_log_proposal(x_to: Array, x_from: Array, score_from: Array, step_size: 
     """
     xp = namespace(x_to, x_from, score_from)
     residual = x_to - x_from - step_size * score_from
-    return -xp.sum(residual * residual, axis=-1) / (4 * step_size)
+    return -xp.sum(residual * residual / (4 * step_size), axis=-1)
 
 
 def mala_log_acceptance(

@@ -247,7 +247,7 @@ def _langevin_result(problem: Problem, fit: Any) -> MethodResult:
     num_chains, num_samples = next(iter(draws.values())).shape[:2]
     result = MethodResult(
         method="langevin", draws=draws, num_iterations=num_samples,
-        stop_reason=f"{num_chains} chains x {num_samples} draws, step size {float(fit.step_size):.3g}",
+        stop_reason=f"{num_chains} chains x {num_samples} draws, median step size {float(np.median(fit.step_size)):.3g}",
     )
     result.notes.append(f"mean acceptance probability {float(fit.acceptance_rate):.2f}")
     return result

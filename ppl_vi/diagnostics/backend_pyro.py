@@ -248,5 +248,5 @@ def run_langevin(problem: Problem, seed: int, **options: Any) -> MethodResult:
     options.setdefault("num_samples", problem.num_draws)
     fit = langevin_posterior(problem.model, problem.args, problem.kwargs, seed=seed,
                              progress_bar=problem.progress_bar, **options)
-    fit = fit._replace(samples={k: _numpy(v) for k, v in fit.samples.items()})
+    fit = fit._replace(samples={k: _numpy(v) for k, v in fit.samples.items()}, step_size=_numpy(fit.step_size))
     return _langevin_result(problem, fit)

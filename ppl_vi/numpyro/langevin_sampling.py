@@ -326,7 +326,8 @@ def posterior_score(model: Callable, *args, **kwargs) -> PosteriorScore:
 
 class LangevinPosterior(NamedTuple):
     """``samples``: dict site -> (num_chains, num_samples, *site_shape) constrained draws;
-    ``acceptance_rate``: mean MALA acceptance probability while sampling; ``step_size``."""
+    ``acceptance_rate``: mean MALA acceptance probability while sampling; ``step_size``:
+    the adapted step size of each chain, shape (num_chains,)."""
 
     samples: dict
     acceptance_rate: jax.Array
@@ -349,8 +350,8 @@ def langevin_posterior(
     """Sample a NumPyro program's posterior with Langevin dynamics (MALA by default).
 
     Chains start from NumPyro's ``init_to_uniform``; during ``num_warmup`` steps the step
-    size is adapted (Robbins–Monro on ``log h``) towards MALA's optimal acceptance 0.574
-    unless ``step_size`` is given; then ``num_samples`` steps are kept.
+    size of each chain is adapted (Robbins–Monro on ``log h``) towards MALA's optimal
+    acceptance 0.574 unless ``step_size`` is given; then ``num_samples`` steps are kept.
 
     Returns
     -------
@@ -359,16 +360,18 @@ def langevin_posterior(
     key_init, key_run = jax.random.split(_as_key(rng_key))
     post = _build_posterior_score(model, model_args, model_kwargs or {}, key_init, num_chains)
     adapt = step_size is None
-    log_h = jnp.log(jnp.asarray(0.1 / post.dim ** (1 / 3) if adapt else step_size, dtype=post.init_position.dtype))
+    # one step size per chain: a chain started far out (steep gradients) must not be
+    # frozen by a step size tuned to the chains already in the bulk
+    h0 = 0.1 / post.dim ** (1 / 3) if adapt else step_size
+    log_h = jnp.full((num_chains,), jnp.log(h0), dtype=post.init_position.dtype)
 
     def advance(carry, xs):
         state, log_h = carry
         key, t = xs
-        state, info = step(key, state, jnp.exp(log_h), post.score_fn, post.log_density_fn, mala)
-        acceptance = jnp.mean(info.acceptance_probability)
+        state, info = step(key, state, jnp.exp(log_h)[:, None], post.score_fn, post.log_density_fn, mala)
         if adapt:
-            log_h = jnp.where(t < num_warmup, _core.adapt_log_step_size(log_h, acceptance, t), log_h)
-        return (state, log_h), (state.position, acceptance)
+            log_h = jnp.where(t < num_warmup, _core.adapt_log_step_size(log_h, info.acceptance_probability, t), log_h)
+        return (state, log_h), (state.position, jnp.mean(info.acceptance_probability))
 
     num_steps = num_warmup + num_samples
     xs = (jax.random.split(key_run, num_steps), jnp.arange(num_steps))

@@ -353,11 +353,12 @@ def posterior_score(model: Callable, *args, **kwargs) -> PosteriorScore:
 
 class LangevinPosterior(NamedTuple):
     """``samples``: dict site -> (num_chains, num_samples, *site_shape) constrained draws;
-    ``acceptance_rate``: mean MALA acceptance probability while sampling; ``step_size``."""
+    ``acceptance_rate``: mean MALA acceptance probability while sampling; ``step_size``:
+    the adapted step size of each chain, shape (num_chains,)."""
 
     samples: dict
     acceptance_rate: torch.Tensor
-    step_size: float
+    step_size: torch.Tensor
 
 
 def langevin_posterior(
@@ -377,7 +378,8 @@ def langevin_posterior(
 
     Chains start from Pyro's ``init_to_uniform``; during ``num_warmup`` steps the step
     size is adapted (Robbins–Monro on ``log h``) towards MALA's optimal acceptance 0.574
-    unless ``step_size`` is given; then ``num_samples`` steps are kept. ``seed`` seeds
+    unless ``step_size`` is given (one step size per chain); then ``num_samples`` steps
+    are kept. ``seed`` seeds
     Pyro's RNG (``pyro.set_rng_seed``) when given.
 
     Returns
@@ -389,14 +391,17 @@ def langevin_posterior(
     post = _build_posterior_score(model, model_args, model_kwargs or {}, num_chains)
     init = post.init_position.reshape(num_chains, post.dim)
     state = init_state(init, log_density_fn=post.log_density_fn)
-    log_h = math.log(0.1 / post.dim ** (1 / 3) if step_size is None else step_size)
+    # one step size per chain: a chain started far out (steep gradients) must not be
+    # frozen by a step size tuned to the chains already in the bulk
+    h0 = 0.1 / post.dim ** (1 / 3) if step_size is None else step_size
+    log_h = torch.full((num_chains,), math.log(h0), dtype=init.dtype)
     for t in tqdm(range(num_warmup), desc="langevin warmup", disable=not progress_bar):
-        state, info = step(state, math.exp(log_h), None, post.log_density_fn, mala)
+        state, info = step(state, log_h.exp()[:, None], None, post.log_density_fn, mala)
         if step_size is None:
-            log_h = float(_core.adapt_log_step_size(log_h, info.acceptance_probability.mean(), t))
-    result = langevin(None, state.position, num_samples, math.exp(log_h), mala=mala,
+            log_h = _core.adapt_log_step_size(log_h, info.acceptance_probability.detach(), t)
+    result = langevin(None, state.position, num_samples, log_h.exp()[:, None], mala=mala,
                       log_density_fn=post.log_density_fn, thinning=1, progress_bar=progress_bar)
     draws = result.samples.transpose(0, 1)
     with torch.no_grad():
         samples = post.constrain_fn(draws)
-    return LangevinPosterior(samples, result.acceptance_rate, math.exp(log_h))
+    return LangevinPosterior(samples, result.acceptance_rate, log_h.exp())
