@@ -14,8 +14,12 @@ $(BIN)/ppl-vi: pyproject.toml
 
 setup: $(BIN)/ppl-vi
 
+# each run writes a new, time-stamped report folder: nothing saved earlier is overwritten
+DEMO_OUT = reports/demo-$(shell date +%Y%m%d-%H%M%S)
+
 demo: setup
-	$(BIN)/ppl-vi models
+	$(BIN)/ppl-vi compare --model bayesian_linear_regression \
+		--methods exact,cavi,svi,nuts,langevin --backend numpyro --out $(DEMO_OUT)
 
 test: setup
 	$(BIN)/python -m pytest -n 2 -m "not slow" -q
