@@ -8,6 +8,21 @@ discrete site's enumeration dimension is weighted by that site's probabilities `
 and summed over it. ``F`` is linear in each ``mu_j``, so ``grad_{mu_j} F / scale_j`` is
 the optimal natural parameter of ``q_j`` (Hoffman et al. 2013, eq. 33; Khan & Lin 2017),
 and ``ELBO = F + sum_j scale_j H(q_j)`` is exact.
+
+Why this route ("expected log-density by rule + autodiff") rather than the others:
+
+* a VMP table (Winn & Bishop 2005) needs one message per (parent family, child family,
+  parameter) triple, written by hand in both directions; here each *child* family has
+  one rule in the moments of its parameters, and autodiff produces every message —
+  so adding a family is one function, and the ELBO comes out of the same code;
+* autoconj (Hoffman, Johnson, Tran 2018) rewrites a traced log joint symbolically; the
+  hosts' distributions are opaque objects, so we read them instead through the hosts'
+  own handlers (``substitute``/``condition`` + ``trace``) and probe how each parameter
+  depends on the latents (:mod:`ppl_vi.core.cavi_plan`).
+
+The mean field is over *sites*: a site's batch elements are independent factors, a
+site's event is one factor (a ``Normal(...).to_event(1)`` site gets one Gaussian block,
+a ``MultivariateNormal`` site one full-covariance Gaussian per batch element).
 """
 
 from __future__ import annotations

@@ -5,12 +5,12 @@ then the enumerated discrete sites) and sets each ``q_j`` to its exact optimum g
 others: ``eta_j = grad_{mu_j} F(mu) / scale_j``, ``mu_j = E_{eta_j}[T]``. The host
 supplies ``grad(fn, x)`` (``jax.grad`` or ``torch.autograd.grad``).
 
-Starts (never symmetric): continuous sites start as point masses at a prior draw,
-``mu_j = T(z_j)``; a discrete site that selects the component of continuous
-observations (a mixture) starts from k-means++ seeding followed by a few Lloyd steps on
-those observations (Arthur & Vassilvitskii 2007), any other discrete site from random
-probabilities. The continuous sites are updated first in every sweep, so the first
-sweep already starts from the discrete sites' informed probabilities.
+Starts (never symmetric): continuous sites start as point masses at a random point of
+their support (NumPyro) or a prior draw (Pyro), ``mu_j = T(z_j)``; a discrete site that selects the component of
+continuous observations (a mixture) starts from greedy k-means++ seeding and Lloyd
+steps on those observations (Arthur & Vassilvitskii 2007), any other discrete site from
+random probabilities. The continuous sites are updated first in every sweep, so the
+first sweep already starts from the discrete sites' informed probabilities.
 """
 
 from __future__ import annotations
@@ -78,20 +78,36 @@ def initial_state(plan: Plan, base: Mapping[str, Any], responsibilities: Mapping
     return eta, mu
 
 
-def kmeans_plus_plus(points: np.ndarray, num_clusters: int, rng: np.random.Generator, num_lloyd: int = 5) -> np.ndarray:
-    """Hard k-means++ labels of ``points`` (N, D) after ``num_lloyd`` Lloyd steps, shape (N,)."""
+def kmeans_plus_plus(points: np.ndarray, num_clusters: int, rng: np.random.Generator, max_lloyd: int = 50) -> np.ndarray:
+    """Hard labels of ``points`` (N, D): greedy k-means++ seeding, then Lloyd steps.
+
+    Greedy seeding (``2 + log K`` candidates per centre, keep the one that lowers the
+    potential most; Arthur & Vassilvitskii 2007, as scikit-learn's ``KMeans``), then
+    Lloyd iterations until the labels stop changing (at most ``max_lloyd``).
+
+    Returns
+    -------
+    ndarray of int, shape (N,)
+    """
     n = points.shape[0]
+    num_trials = 2 + int(np.log(num_clusters))
     centres = [points[rng.integers(n)]]
     dist2 = np.sum((points - centres[0]) ** 2, axis=-1)
     for _ in range(1, num_clusters):
         total = dist2.sum()
-        pick = rng.integers(n) if total <= 0 else rng.choice(n, p=dist2 / total)
-        centres.append(points[pick])
-        dist2 = np.minimum(dist2, np.sum((points - points[pick]) ** 2, axis=-1))
+        picks = rng.integers(n, size=num_trials) if total <= 0 else rng.choice(n, size=num_trials, p=dist2 / total)
+        candidates = [np.minimum(dist2, np.sum((points - points[p]) ** 2, axis=-1)) for p in picks]
+        best = int(np.argmin([c.sum() for c in candidates]))
+        centres.append(points[picks[best]])
+        dist2 = candidates[best]
     centres = np.stack(centres)
-    for _ in range(num_lloyd + 1):
+    labels = np.full(n, -1)
+    for _ in range(max_lloyd):
         d2 = np.sum(points**2, -1)[:, None] - 2.0 * points @ centres.T + np.sum(centres**2, -1)[None, :]
-        labels = np.argmin(d2, axis=-1)
+        new_labels = np.argmin(d2, axis=-1)
+        if np.array_equal(new_labels, labels):
+            break
+        labels = new_labels
         for k in range(num_clusters):
             members = labels == k
             if members.any():

@@ -181,14 +181,28 @@ def _normal(v: tuple, p: dict) -> Array:
     return 0.5 * log_precision - 0.5 * _LOG_2PI - 0.5 * precision * (x2 - 2.0 * x1 * loc + loc_sq)
 
 
+def _contract(x: Array, p: Array) -> Array:
+    """``sum(x * p, axis=-1)`` with broadcasting; a matrix product when ``p`` has a
+    singleton second-to-last dimension (the enumerated-mixture case: ``x`` (N, F)
+    against ``p`` (K, 1, F) gives (K, N) without materializing (K, N, F))."""
+    xp = namespace(x, p)
+    if x.ndim >= 2 and p.ndim >= 2 and p.shape[-2] == 1:
+        return (x @ xp.matrix_transpose(p))[..., 0]
+    return xp.sum(x * p, axis=-1)
+
+
+def _flat2(a: Array) -> Array:
+    return namespace(a).reshape(a, tuple(a.shape[:-2]) + (a.shape[-2] * a.shape[-1],))
+
+
 def _mvn(v: tuple, p: dict) -> Array:
     xp = namespace(v[0])
     x1, x2 = v
     loc, loc_outer = p["loc"]
     prec, logdet = p["precision_matrix"]
     dim = x1.shape[-1]
-    cross = xp.sum(x1 * (prec @ loc[..., None])[..., 0], axis=-1)
-    quad = xp.sum(prec * x2, axis=(-2, -1)) - 2.0 * cross + xp.sum(prec * loc_outer, axis=(-2, -1))
+    cross = _contract(x1, (prec @ loc[..., None])[..., 0])
+    quad = _contract(_flat2(x2), _flat2(prec)) - 2.0 * cross + xp.sum(prec * loc_outer, axis=(-2, -1))
     return 0.5 * logdet - 0.5 * dim * _LOG_2PI - 0.5 * quad
 
 

@@ -79,9 +79,10 @@ def importance_log_weights(
 def run_svi(
     problem: Problem, guide_name: str, seed: int, *, plateau: PlateauTest,
     num_steps: int = 20000, step_size: float = 0.01, num_particles: int = 4,
-    num_decays: int = 2, decay_factor: float = 0.1,
+    num_decays: int = 2, decay_factor: float = 0.1, local_plate: str = "data",
 ) -> MethodResult:
-    """NumPyro SVI with ``autoguide.<guide_name>`` and Adam, stopped by the plateau test.
+    """NumPyro SVI with ``autoguide.<guide_name>`` (or ppl_vi's ``LocalGuide`` over
+    ``local_plate``) and Adam, stopped by the plateau test.
 
     Reduce-on-plateau: on each plateau the step size is multiplied by ``decay_factor``
     until ``num_decays`` decays are used; the next plateau stops the run. The step size
@@ -94,7 +95,13 @@ def run_svi(
 
     model, args, kwargs = numpyro_program(problem)
     hidden = list(problem.enumerated_sites)
-    guide = getattr(autoguide, guide_name)(handlers.block(model, hide=hidden) if hidden else model)
+    guide_model = handlers.block(model, hide=hidden) if hidden else model
+    if guide_name == "LocalGuide":
+        from ppl_vi.numpyro import LocalGuide
+
+        guide = LocalGuide(guide_model, local_plate=local_plate)
+    else:
+        guide = getattr(autoguide, guide_name)(guide_model)
     loss = TraceEnum_ELBO(num_particles=num_particles) if hidden else Trace_ELBO(num_particles=num_particles)
     svi = SVI(model, guide, optax.inject_hyperparams(optax.adam)(learning_rate=step_size), loss)
     fit_key, weight_key = jax.random.split(jax.random.PRNGKey(seed))

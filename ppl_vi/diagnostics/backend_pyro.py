@@ -20,12 +20,14 @@ def inspect_sites(problem: Problem) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(latent sites, enumerated discrete sites) of the Pyro program."""
     import pyro
     from pyro import poutine
+    from pyro.poutine.util import site_is_subsample
 
     with pyro.get_param_store().scope():
         trace = poutine.trace(problem.model).get_trace(*problem.args, **problem.kwargs)
     latent, enumerated = [], []
     for name, site in trace.nodes.items():
-        if site["type"] != "sample" or site["is_observed"]:
+        # Pyro records each plate's subsample indices as a sample site: not a latent
+        if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
             continue
         (enumerated if site["infer"].get("enumerate") else latent).append(name)
     return tuple(latent), tuple(enumerated)
@@ -110,9 +112,10 @@ def _looped_weights(problem: Problem, guide: Callable[..., Any]) -> tuple[dict, 
 def run_svi(
     problem: Problem, guide_name: str, seed: int, *, plateau: PlateauTest,
     num_steps: int = 20000, step_size: float = 0.01, num_particles: int = 4,
-    num_decays: int = 2, decay_factor: float = 0.1,
+    num_decays: int = 2, decay_factor: float = 0.1, local_plate: str = "data",
 ) -> MethodResult:
-    """``pyro.infer.SVI`` with ``autoguide.<guide_name>`` and Adam, stopped by the plateau test.
+    """``pyro.infer.SVI`` with ``autoguide.<guide_name>`` (or ppl_vi's ``LocalGuide`` over
+    ``local_plate``) and Adam, stopped by the plateau test.
 
     Same schedule as the NumPyro runner: on each plateau the step size is multiplied by
     ``decay_factor`` (a fresh Adam on the current parameters), ``num_decays`` times.
@@ -127,7 +130,13 @@ def run_svi(
     pyro.set_rng_seed(seed)
     hidden = list(problem.enumerated_sites)
     model = problem.model
-    guide = getattr(autoguide, guide_name)(poutine.block(model, hide=hidden) if hidden else model)
+    guide_model = poutine.block(model, hide=hidden) if hidden else model
+    if guide_name == "LocalGuide":
+        from ppl_vi.pyro import LocalGuide
+
+        guide = LocalGuide(guide_model, local_plate=local_plate)
+    else:
+        guide = getattr(autoguide, guide_name)(guide_model)
     elbo_cls = TraceEnum_ELBO if hidden else Trace_ELBO
     loss = elbo_cls(num_particles=num_particles, vectorize_particles=num_particles > 1)
     svi = SVI(model, guide, pyro.optim.Adam({"lr": step_size}), loss)

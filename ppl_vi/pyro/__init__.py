@@ -17,6 +17,8 @@ _EXPORTS = {
     "AmortizedGuide": "amortized",
     "vae_loss": "amortized",
     "amortization_gap": "amortized",
+    "AmortizationGap": "amortized",
+    "MLPEncoder": "amortized",
     "DiffusionChain": "diffusion",
     "DiffusionELBO": "diffusion",
     "langevin": "langevin_sampling",
