@@ -32,7 +32,7 @@ from typing import Any, Mapping, Optional
 
 from ppl_vi.core import expfam
 from ppl_vi.core._xp import namespace, special
-from ppl_vi.core.conjugate import RULES, ROLE_ATOM_NDIM, SimplexMoments, gather_atoms
+from ppl_vi.core.conjugate import RULES, SimplexMoments, gather_atoms
 
 Array = Any
 MeanParams = Mapping[str, tuple]

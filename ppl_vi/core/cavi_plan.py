@@ -12,8 +12,8 @@ iteration, with an error naming the site, its prior, the child and what is suppo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 import numpy as np
 

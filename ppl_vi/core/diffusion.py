@@ -232,9 +232,9 @@ def check_data(x: Array, num_bins: int, num_dims: int | None) -> None:
         raise ValueError(f"site 'x' expects {num_dims} dimensions (the chain's num_dims); "
                          f"got shape {tuple(x.shape)}")
     try:
-        low, high = int(xp.min(x)), int(xp.max(x))
+        out_of_range = bool(xp.any((x < 0) | (x >= num_bins)))
     except Exception:  # abstract (traced) values: no range check possible
         return
-    if low < 0 or high >= num_bins:
+    if out_of_range:
         raise ValueError(f"site 'x' expects bin indices in [0, {num_bins - 1}] (num_bins="
-                         f"{num_bins}); got values in [{low}, {high}]")
+                         f"{num_bins}); got values in [{int(xp.min(x))}, {int(xp.max(x))}]")

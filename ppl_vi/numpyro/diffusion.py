@@ -34,7 +34,6 @@ import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
-from numpyro import handlers
 from numpyro.infer.elbo import ELBO
 
 from ppl_vi.core import diffusion, schedules
@@ -216,10 +215,6 @@ class DiffusionChain:
         keys = jax.random.split(key_steps, steps)
         z, _ = jax.lax.scan(reverse, z, (g[:-1][::-1], g[1:][::-1], keys))
         return jax.random.categorical(key_x, diffusion.decoder_logits(z, g[0], self.num_bins))
-
-    def _sites(self, params: dict | None) -> dict:
-        denoiser, sched = self._split(params)
-        return {DENOISER_SITE: denoiser, SCHEDULE_SITE: sched}
 
 
 class DiffusionELBO(ELBO):

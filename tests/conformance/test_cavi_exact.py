@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import models
-from tests.conformance._cavi_helpers import assert_monotone, fit, np_params
+from tests.conformance.test_cavi_helpers import assert_monotone, fit, np_params
 
 SINGLE_LATENT = ["beta_bernoulli", "gamma_poisson", "dirichlet_categorical", "normal_known_variance"]
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from scipy.stats import multivariate_normal
 
 from ppl_vi.pyro import CAVI
-from tests.conformance._cavi_helpers import assert_monotone
+from tests.conformance.test_cavi_helpers import assert_monotone
 
 floats = st.floats(min_value=-2.0, max_value=2.0, allow_nan=False)
 scales = st.floats(min_value=0.3, max_value=3.0, allow_nan=False)

@@ -26,7 +26,7 @@ from sklearn.decomposition._lda import _dirichlet_expectation_2d
 from sklearn.mixture import BayesianGaussianMixture
 
 import models
-from tests.conformance._cavi_helpers import assert_monotone, fit, np_params
+from tests.conformance.test_cavi_helpers import assert_monotone, fit, np_params
 
 
 # The NumPyro variants compile the model's sweep (~40 s each on the shared 2-core

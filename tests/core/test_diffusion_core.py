@@ -103,7 +103,8 @@ def _exact_diffusion_loss(num_steps):
         u, u_w = (u + 1) / 2, u_w / 2
     else:
         u, u_w = (np.arange(num_steps) + 0.5) / num_steps, np.full(num_steps, 1.0 / num_steps)
-    grid = np.stack(np.meshgrid(np.arange(len(x_values)), np.arange(len(u)), np.arange(len(nodes)), indexing="ij"), -1).reshape(-1, 3)
+    axes = (np.arange(len(x_values)), np.arange(len(u)), np.arange(len(nodes)))
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
     w = torch.tensor(0.5 * u_w[grid[:, 1]] * weights[grid[:, 2]])
     x_index = x_values[grid[:, 0]][:, None]
     eps = torch.tensor(nodes[grid[:, 2]])[:, None]

@@ -1,4 +1,4 @@
-"""Shared helpers of the CAVI conformance tests: fit a zoo model on either backend."""
+"""Shared helpers of the CAVI conformance tests (no tests here): fit a zoo model on either backend."""
 
 from __future__ import annotations
 
