@@ -141,7 +141,9 @@ def test_failing_method_is_reported_and_others_run(monkeypatch, tmp_path):
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(KeyError, match="unknown zoo model 'nope'; available: .*beta_bernoulli"):
         compare("nope", methods=["exact"], progress_bar=False)
-    with pytest.raises(KeyError, match="unknown method 'bogus'; available: cavi, exact, nuts, svi"):
+    valid = ", ".join(method_registry.method_names())
+    assert {"cavi", "exact", "nuts", "svi", "langevin", "local_svi"} <= set(method_registry.method_names())
+    with pytest.raises(KeyError, match=f"unknown method 'bogus'; available: {valid}"):
         compare("beta_bernoulli", methods=["svi", "bogus"], progress_bar=False)
     with pytest.raises(ValueError, match="unknown variant 'AutoBogus' of method 'svi'; available: AutoNormal"):
         resolve_method("svi:AutoBogus")
