@@ -30,6 +30,9 @@ scikit-learn                    here
 ``W0^{-1}`` in PRML eq. 10.62: ``W_k^{-1} = W0^{-1} + N_k S_k + beta0 N_k/(beta0 + N_k)
 (xbar_k - m0)(xbar_k - m0)^T``; its ``covariances_`` are ``W_k^{-1} / nu_k``.)
 No closed-form posterior; the reference is NUTS with ``assignment`` marginalized.
+The mixture is invariant under permuting its components, so draws from different
+chains or methods may carry different labels: :func:`relabel` (``extras["relabel"]``)
+orders the components of every draw by the first coordinate of their location.
 """
 
 from __future__ import annotations
@@ -101,6 +104,28 @@ def generate_data(
     }
 
 
+def relabel(draws: dict) -> dict:
+    """Draws with the components of each draw sorted by ``locs[..., 0]`` (ascending).
+
+    ``draws``: site -> ``(chain, draw, *site_shape)`` NumPy arrays; ``locs`` is
+    ``(..., K, D)``, ``precisions`` ``(..., K, D, D)``, ``weights`` ``(..., K)``. The same
+    permutation is applied to all three within a draw; other sites pass unchanged.
+    Returns a new dict; a canonical labelling, so any permutation of the components
+    gives the same output.
+    """
+    if "locs" not in draws:
+        raise KeyError(f"bayesian_gmm relabel: needs the 'locs' draws, got sites {sorted(draws)}")
+    locs = np.asarray(draws["locs"])
+    order = np.argsort(locs[..., 0], axis=-1, kind="stable")  # (..., K)
+    out = dict(draws)
+    for site, trailing in (("locs", 1), ("precisions", 2), ("weights", 0)):
+        if site in draws:
+            value = np.asarray(draws[site])
+            index = order.reshape(order.shape + (1,) * trailing)
+            out[site] = np.take_along_axis(value, index, axis=order.ndim - 1)
+    return out
+
+
 MODEL = register(
     ZooModel(
         name="bayesian_gmm",
@@ -110,5 +135,6 @@ MODEL = register(
         conjugate=True,
         reference="nuts",
         generate_data=generate_data,
+        extras={"relabel": relabel},
     )
 )

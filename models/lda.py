@@ -12,6 +12,12 @@ trace site of its own name, which would collide with the sample site ``"topics"`
 :func:`token_counts` gives the document-by-word count matrix that scikit-learn's
 ``LatentDirichletAllocation`` takes (``doc_topic_prior = alpha``,
 ``topic_word_prior = eta``).
+
+Topics are exchangeable, so chains and methods may label them differently:
+:func:`relabel` (``extras["relabel"]``) aligns every draw's topics to the first
+chain's mean topic-word matrix (Hungarian matching on L1 distance), then orders
+topics by the mean word index of that template, a canonical order shared by all
+sets of draws of the same posterior.
 """
 
 from __future__ import annotations
@@ -87,6 +93,36 @@ def token_counts(data: Mapping[str, Any]) -> np.ndarray:
     return np.bincount(flat, minlength=num_docs * vocab_size).reshape(num_docs, vocab_size)
 
 
+def relabel(draws: dict) -> dict:
+    """Draws with topics aligned across draws and chains and put in a canonical order.
+
+    ``draws``: site -> ``(chain, draw, *site_shape)`` NumPy arrays; ``topics`` is
+    ``(C, S, K, V)``, ``doc_topics`` ``(C, S, D, K)``. Each draw's topics are matched to
+    the template (the first chain's mean of ``topics``) by
+    :func:`scipy.optimize.linear_sum_assignment` on L1 distance; the template's topics
+    are ordered by their mean word index ``sum_v v * topics[k, v]``. ``doc_topics`` is
+    permuted along its last axis consistently. Returns a new dict.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    if "topics" not in draws:
+        raise KeyError(f"lda relabel: needs the 'topics' draws, got sites {sorted(draws)}")
+    topics = np.asarray(draws["topics"])
+    if topics.ndim != 4:
+        raise ValueError(f"lda relabel: 'topics' must be (chain, draw, K, V), got shape {topics.shape}")
+    template = topics[0].mean(axis=0)  # (K, V)
+    template = template[np.argsort(template @ np.arange(template.shape[-1]), kind="stable")]
+    flat = topics.reshape(-1, *topics.shape[2:])  # (C*S, K, V)
+    cost = np.abs(template[None, :, None, :] - flat[:, None, :, :]).sum(-1)  # (C*S, K_template, K_draw)
+    order = np.stack([linear_sum_assignment(c)[1] for c in cost]).reshape(topics.shape[:3])  # (C, S, K)
+    out = dict(draws)
+    out["topics"] = np.take_along_axis(topics, order[..., None], axis=2)
+    if "doc_topics" in draws:
+        doc_topics = np.asarray(draws["doc_topics"])
+        out["doc_topics"] = np.take_along_axis(doc_topics, order[:, :, None, :], axis=3)
+    return out
+
+
 MODEL = register(
     ZooModel(
         name="lda",
@@ -96,6 +132,6 @@ MODEL = register(
         conjugate=True,
         reference="nuts",
         generate_data=generate_data,
-        extras={"token_counts": token_counts},
+        extras={"token_counts": token_counts, "relabel": relabel},
     )
 )

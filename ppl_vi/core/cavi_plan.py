@@ -122,7 +122,7 @@ def build_plan(
     ----------
     run : callable
         ``run(values, seed) -> dict`` name -> :class:`SiteInfo`, sites in program order;
-        ``values=None`` draws every latent from the prior (with ``seed``).
+        ``values=None`` puts every latent at a random valid point (with ``seed``).
     rng : numpy.random.Generator
         Source of probe values (seeded by the caller).
     to_backend : callable
@@ -255,7 +255,10 @@ def _dependency(site, pname, role, specs, probes, run, values, dense_cache, prio
                 role, "dense", latent, jacobian=to_backend(jac), offset=to_backend(dense.offset.reshape((batch,) + tuple(atom))),
                 shape=reading0.shape,
             )
-    _refuse(prior[latent], site.name, f"{what}: not a constant-scaled gather or affine map of {latent!r}", backend)
+    hint = ""
+    if spec.q_family == "Normal" and role == "real":
+        hint = f"; if it is affine, declare {latent!r} with .to_event(1) so that it gets one Gaussian block"
+    _refuse(prior[latent], site.name, f"{what}: not a constant-scaled gather or affine map of {latent!r}{hint}", backend)
 
 
 def _acceptable(role: str, q_family: str, gathered, magnitude: float) -> bool:

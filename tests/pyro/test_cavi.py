@@ -95,3 +95,27 @@ def test_bad_arguments_raise():
         CAVI(beta_bernoulli, num_restarts=0)
     with pytest.raises(RuntimeError, match="init"):
         CAVI(beta_bernoulli).update(None)
+
+
+def test_enumerated_bernoulli_mixture_updates_are_the_cavi_formulas():
+    """``z_n ~ Bernoulli(p)`` selecting ``locs[z_n]``: at convergence q(p) and q(locs)
+    satisfy their closed-form CAVI updates given the responsibilities r_n = q(z_n = 1)."""
+
+    def model(x):
+        p = pyro.sample("p", dist.Beta(1.0, 1.0))
+        with pyro.plate("components", 2):
+            locs = pyro.sample("locs", dist.Normal(0.0, 10.0))
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Bernoulli(p), infer={"enumerate": "parallel"})
+            pyro.sample("x", dist.Normal(locs[z.long()], 1.0), obs=x)
+
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(np.concatenate([rng.normal(-3, 1, 30), rng.normal(4, 1, 20)]))
+    pyro.set_rng_seed(0)
+    result = CAVI(model).run(x, tol=1e-13)
+    r = result.posterior["z"].probs
+    torch.testing.assert_close(result.posterior["p"].concentration1, 1.0 + r.sum())
+    torch.testing.assert_close(result.posterior["p"].concentration0, 1.0 + (1.0 - r).sum())
+    weights = torch.stack([1.0 - r, r])
+    torch.testing.assert_close(result.posterior["locs"].loc, (weights @ x) / (weights.sum(-1) + 0.01))
+    assert float(r[:30].mean()) > 0.99 or float(r[:30].mean()) < 0.01
