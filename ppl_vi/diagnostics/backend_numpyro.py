@@ -110,15 +110,22 @@ def run_svi(
                                                 length=plateau.window))
     losses: list = []
     phase_start, decays = 0, 0
+    previous_start = None  # state at the start of the previous window (for rewinding)
     stop_reason = f"reached num_steps={num_steps}"
     with tqdm(total=num_steps, desc=f"svi:{guide_name}", disable=not problem.progress_bar, leave=False) as bar:
         while len(losses) < num_steps:
-            state, window_losses = run_window(state)
-            losses.extend(np.asarray(window_losses, dtype=float).tolist())
+            new_state, window_losses = run_window(state)
+            window_losses = np.asarray(window_losses, dtype=float)
             bar.update(plateau.window)
             if not np.all(np.isfinite(window_losses)):
-                stop_reason = "non-finite loss"
+                first_bad = int(np.argmin(np.isfinite(window_losses)))
+                bad_loss, bad_step = window_losses[first_bad], len(losses) + first_bad
+                losses.extend(window_losses[:first_bad].tolist())
+                state = _last_finite_state(svi, args, kwargs, state, previous_start, first_bad, plateau.window)
+                stop_reason = non_finite_reason(bad_step, bad_loss, len(losses))
                 break
+            previous_start, state = state, new_state
+            losses.extend(window_losses.tolist())
             if plateau.converged(-np.asarray(losses[phase_start:])):
                 if decays == num_decays:
                     stop_reason = f"ELBO plateau at step size {step_size * decay_factor ** decays:.2g}"
@@ -129,6 +136,34 @@ def run_svi(
     params = svi.get_params(state)
     draws, log_weights = importance_log_weights(problem, guide, params, int(weight_key[-1]))
     return _vi_result(draws, log_weights, -np.asarray(losses), stop_reason.startswith("ELBO plateau"), stop_reason)
+
+
+def _last_finite_state(svi, args, kwargs, window_start, previous_start, first_bad: int, window: int):
+    """The SVI state at which the last finite loss was evaluated.
+
+    ``svi.update`` returns the loss at its *input* state, so with the first non-finite
+    loss at offset ``first_bad`` of the window, the wanted state is ``first_bad - 1``
+    updates after ``window_start`` (or ``window - 1`` after ``previous_start`` when the
+    window's first loss is already non-finite). Replayed step by step: the state
+    carries its own PRNG key, so the replay retraces the same draws.
+    """
+    import jax
+
+    if first_bad == 0:
+        if previous_start is None:
+            raise FloatingPointError("SVI: the loss is non-finite at the initial parameters")
+        window_start, first_bad = previous_start, window
+    update = jax.jit(lambda s: svi.update(s, *args, **kwargs)[0])
+    state = window_start
+    for _ in range(first_bad - 1):
+        state = update(state)
+    return state
+
+
+def non_finite_reason(step: int, loss: float, num_finite: int) -> str:
+    """``stop_reason`` of a run whose loss first became non-finite at (0-based) ``step``."""
+    return (f"non-finite loss ({loss}) at step {step + 1}; stopped, keeping the parameters of "
+            f"step {num_finite} (the last finite loss)")
 
 
 def _with_step_size(state: Any, step_size: float) -> Any:

@@ -7,6 +7,7 @@ is used only for a user's Pyro program, which has no NumPyro twin.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -124,7 +125,9 @@ def run_svi(
     from pyro import poutine
     from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, autoguide
 
-    from ppl_vi.diagnostics.backend_numpyro import _vi_result
+    import torch
+
+    from ppl_vi.diagnostics.backend_numpyro import _vi_result, non_finite_reason
 
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
@@ -143,13 +146,24 @@ def run_svi(
     losses: list = []
     phase_start, decays = 0, 0
     stop_reason = f"reached num_steps={num_steps}"
+    store = pyro.get_param_store()
+    snapshots: deque = deque(maxlen=2)  # parameters before the previous and the current step
     with tqdm(total=num_steps, desc=f"svi:{guide_name}", disable=not problem.progress_bar, leave=False) as bar:
         while len(losses) < num_steps:
-            losses.append(svi.step(*problem.args, **problem.kwargs))
+            snapshots.append({name: p.detach().clone() for name, p in store.named_parameters()})
+            loss = svi.step(*problem.args, **problem.kwargs)
             bar.update(1)
-            if not np.isfinite(losses[-1]):
-                stop_reason = "non-finite loss"
+            if not np.isfinite(loss):
+                # svi.step returns the loss at its input parameters: keep those of the last finite loss
+                if len(snapshots) < 2 or set(snapshots[0]) != set(snapshots[1]):
+                    raise FloatingPointError(f"SVI: non-finite loss ({loss}) at step {len(losses) + 1}, "
+                                             "before any parameters with a finite loss could be kept")
+                with torch.no_grad():
+                    for name, p in store.named_parameters():
+                        p.copy_(snapshots[0][name])
+                stop_reason = non_finite_reason(len(losses), loss, len(losses))
                 break
+            losses.append(loss)
             if (len(losses) - phase_start) % plateau.window or not plateau.converged(-np.asarray(losses[phase_start:])):
                 continue
             if decays == num_decays:
