@@ -32,7 +32,7 @@ scikit-learn                    here
 No closed-form posterior; the reference is NUTS with ``assignment`` marginalized.
 The mixture is invariant under permuting its components, so draws from different
 chains or methods may carry different labels: :func:`relabel` (``extras["relabel"]``)
-orders the components of every draw by the first coordinate of their location.
+aligns the components of every draw to a template and puts them in a canonical order.
 """
 
 from __future__ import annotations
@@ -105,24 +105,39 @@ def generate_data(
 
 
 def relabel(draws: dict) -> dict:
-    """Draws with the components of each draw sorted by ``locs[..., 0]`` (ascending).
+    """Draws with components aligned across draws and chains, in a canonical order.
 
     ``draws``: site -> ``(chain, draw, *site_shape)`` NumPy arrays; ``locs`` is
-    ``(..., K, D)``, ``precisions`` ``(..., K, D, D)``, ``weights`` ``(..., K)``. The same
-    permutation is applied to all three within a draw; other sites pass unchanged.
-    Returns a new dict; a canonical labelling, so any permutation of the components
-    gives the same output.
+    ``(C, S, K, D)``, ``precisions`` ``(C, S, K, D, D)``, ``weights`` ``(C, S, K)``.
+    Sorting by one coordinate alone fails when two centres share it (the default data
+    have two centres at the same ``x``), so: (1) each draw's components are sorted by
+    the key ``locs @ u`` with a fixed generic direction ``u``; (2) the first chain's
+    mean ``locs`` is the template, put in key order; (3) each draw's components are
+    matched to the template by :func:`scipy.optimize.linear_sum_assignment` on squared
+    distance. The same permutation is applied to the three sites within a draw; other
+    sites pass unchanged. Step (1) makes the result invariant to any relabelling of the
+    input. Returns a new dict.
     """
+    from scipy.optimize import linear_sum_assignment
+
     if "locs" not in draws:
         raise KeyError(f"bayesian_gmm relabel: needs the 'locs' draws, got sites {sorted(draws)}")
     locs = np.asarray(draws["locs"])
-    order = np.argsort(locs[..., 0], axis=-1, kind="stable")  # (..., K)
+    if locs.ndim != 4:
+        raise ValueError(f"bayesian_gmm relabel: 'locs' must be (chain, draw, K, D), got shape {locs.shape}")
+    direction = 1.0 / np.pi ** np.arange(locs.shape[-1])  # generic: no ties between distinct centres
+    order = np.argsort(locs @ direction, axis=-1, kind="stable")  # (C, S, K)
+    sorted_locs = np.take_along_axis(locs, order[..., None], axis=2)
+    template = sorted_locs[0].mean(axis=0)  # (K, D)
+    template = template[np.argsort(template @ direction, kind="stable")]
+    cost = ((template[None, :, None, :] - sorted_locs.reshape(-1, 1, *locs.shape[2:])) ** 2).sum(-1)
+    matched = np.stack([linear_sum_assignment(c)[1] for c in cost]).reshape(order.shape)
+    order = np.take_along_axis(order, matched, axis=-1)
     out = dict(draws)
     for site, trailing in (("locs", 1), ("precisions", 2), ("weights", 0)):
         if site in draws:
-            value = np.asarray(draws[site])
             index = order.reshape(order.shape + (1,) * trailing)
-            out[site] = np.take_along_axis(value, index, axis=order.ndim - 1)
+            out[site] = np.take_along_axis(np.asarray(draws[site]), index, axis=2)
     return out
 
 

@@ -33,9 +33,9 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     from ppl_vi.diagnostics.methods import method_specs
 
     for spec in method_specs():
-        print(f"{spec.name:<8} {spec.description}")
+        print(f"{spec.name:<10} {spec.description}")
         if spec.variants:
-            print(f"{'':<8} variants: {', '.join(f'{spec.name}:{v}' for v in spec.variants)}"
+            print(f"{'':<10} variants: {', '.join(f'{spec.name}:{v}' for v in spec.variants)}"
                   f" (default {spec.default_variant})")
     return 0
 
@@ -51,7 +51,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from ppl_vi.diagnostics.compare import compare
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    options = {"svi": {"num_steps": args.svi_steps}} if args.svi_steps else {}
+    svi_loops = ("svi", "local_svi", "amortized")  # the methods run by the SVI runner loop
+    options = {name: {"num_steps": args.svi_steps} for name in svi_loops} if args.svi_steps else {}
     try:
         report = compare(
             args.model, methods=methods, backend=args.backend, reference=args.reference, seed=args.seed,
@@ -97,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("--seed", type=int, default=0)
     p_cmp.add_argument("--num-draws", type=int, default=1000, help="posterior draws per method and per k̂ seed")
     p_cmp.add_argument("--khat-seeds", type=int, default=3, help="independent k̂ estimates per method")
-    p_cmp.add_argument("--svi-steps", type=int, default=0, help="maximum SVI steps (default: the runner's)")
+    p_cmp.add_argument("--svi-steps", type=int, default=0,
+                       help="maximum steps of svi, local_svi and amortized (default: the runner's)")
     p_cmp.add_argument("--overwrite", action="store_true", help="replace an existing report in --out")
     p_cmp.add_argument("--quiet", action="store_true", help="no progress bars or tables on the terminal")
     p_cmp.set_defaults(func=_cmd_compare)

@@ -193,7 +193,7 @@ def build_plan(
             constant += float(site.log_prob)
             continue
         if site.observed:
-            value = ("observed", conjugate.observed_stats(site.family, to_backend(np.asarray(site.value))))
+            value = ("observed", _on_backend(conjugate.observed_stats(site.family, np.asarray(site.value)), to_backend))
         elif specs[site.name].discrete:
             value = ("enumerated", (to_backend(values[site.name]),))
         else:
@@ -213,7 +213,7 @@ def _dependency(site, pname, role, specs, probes, run, values, dense_cache, prio
     reading0 = _param(site, pname, role)
     owners = [n for n, (_, runs) in probes.items() if any(changed(reading0, _param(r[site.name], pname, role)) for r in runs[1:])]
     if not owners:
-        moments = conjugate.const_moments(role, to_backend(np.asarray(site.params[pname], dtype=float)), index_dtype=_index_dtype(to_backend))
+        moments = _on_backend(conjugate.const_moments(role, np.asarray(site.params[pname], dtype=float), index_dtype=np.int64), to_backend)
         return Dependency(role, "const", moments=moments, shape=reading0.shape)
     latent = owners[0]
     what = f"{site.family} {pname}"
@@ -279,5 +279,14 @@ def _acceptable(role: str, q_family: str, gathered, magnitude: float) -> bool:
     return bool(np.all(coef > 0))
 
 
-def _index_dtype(to_backend):
-    return to_backend(np.zeros(1, dtype=np.int64)).dtype
+def _on_backend(value: Any, to_backend: Callable[[np.ndarray], Any]) -> Any:
+    """Moments/statistics computed in NumPy, moved to the host backend.
+
+    Computing them in NumPy and converting once avoids an eager host dispatch (and, in
+    jax, a compilation) for every operation of every site.
+    """
+    if isinstance(value, conjugate.SimplexMoments):
+        return conjugate.SimplexMoments(to_backend(value.table), to_backend(value.rows))
+    if isinstance(value, tuple):
+        return tuple(to_backend(np.asarray(v)) for v in value)
+    return to_backend(np.asarray(value))

@@ -103,15 +103,15 @@ def kmeans_plus_plus(points: np.ndarray, num_clusters: int, rng: np.random.Gener
     centres = np.stack(centres)
     labels = np.full(n, -1)
     for _ in range(max_lloyd):
-        d2 = np.sum(points**2, -1)[:, None] - 2.0 * points @ centres.T + np.sum(centres**2, -1)[None, :]
-        new_labels = np.argmin(d2, axis=-1)
+        # ||x||^2 is the same for every centre, so the argmin needs only the other two terms
+        new_labels = np.argmin(np.sum(centres**2, -1)[None, :] - 2.0 * points @ centres.T, axis=-1)
         if np.array_equal(new_labels, labels):
             break
         labels = new_labels
-        for k in range(num_clusters):
-            members = labels == k
-            if members.any():
-                centres[k] = points[members].mean(0)
+        counts = np.bincount(labels, minlength=num_clusters)
+        sums = np.stack([np.bincount(labels, weights=points[:, d], minlength=num_clusters) for d in range(points.shape[1])], axis=-1)
+        occupied = counts > 0
+        centres[occupied] = sums[occupied] / counts[occupied, None]
     return labels
 
 

@@ -24,14 +24,15 @@ import math
 from typing import Any, Callable, NamedTuple
 
 from ppl_vi.core import schedules
-from ppl_vi.core._xp import namespace, special
+from ppl_vi.core._xp import is_jax, is_torch, namespace, special
 
 __all__ = [
     "DiffusionTerms", "bin_centers", "bin_values", "q_sample", "x_from_eps", "gaussian_kl",
-    "step_kl", "step_kl_eps", "continuous_loss_eps", "prior_kl", "decoder_logits",
-    "reconstruction_nll", "discretize_time", "reverse_step", "forward_step",
+    "step_kl", "step_kl_eps", "continuous_loss_eps", "BoundaryConstants", "boundary_constants",
+    "prior_kl", "decoder_logits",
+    "reconstruction_nll", "discretize_time", "reverse_step", "reverse_step_eps", "forward_step",
     "negative_elbo_terms", "to_bits_per_dim", "CHAIN_STEPS", "PROGRAM_STEPS_CONTINUOUS",
-    "resolve_steps", "check_data",
+    "resolve_steps", "program_batch_size", "check_data",
 ]
 
 Array = Any
@@ -96,26 +97,62 @@ def continuous_loss_eps(eps: Array, eps_hat: Array, dgamma: Array) -> Array:
     return 0.5 * dgamma * namespace(eps, eps_hat).sum((eps - eps_hat) ** 2, axis=-1)
 
 
-def prior_kl(x: Array, g_1: Array) -> Array:
-    """KL(q(z_1 | x) || N(0, I)) = ½ Σ_d (σ_1² + a_1² x_d² − 1 − log σ_1²); x (B, D),
-    g_1 scalar -> (B,)."""
-    xp = namespace(x)
-    var = schedules.sigma2(g_1)
-    return 0.5 * (xp.sum(schedules.alpha2(g_1) * x ** 2, axis=-1)
-                  + x.shape[-1] * (var - 1 - special(g_1).log_sigmoid(g_1)))
+class BoundaryConstants(NamedTuple):
+    """Scalars of the reconstruction and prior terms, computed once from γ_0 = γ(0) and
+    γ_1 = γ(1) (see :func:`boundary_constants`)."""
+
+    alpha_0: Array
+    """a_0, shape ()."""
+    sigma_0: Array
+    """σ_0, shape ()."""
+    decoder_means: Array
+    """a_0 v_k, the means of the decoder's K Gaussians, shape (K,)."""
+    decoder_scale: Array
+    """−1 / (2 σ_0²): logits are ``decoder_scale · (z_0 − a_0 v_k)²``, shape ()."""
+    prior_scale: Array
+    """½ a_1², shape ()."""
+    prior_offset: Array
+    """½ (σ_1² − 1 − log σ_1²), the x-free part of the prior KL per dimension, shape ()."""
 
 
-def decoder_logits(z_0: Array, g_0: Array, num_bins: int) -> Array:
+def boundary_constants(g_0: Array, g_1: Array, num_bins: int) -> BoundaryConstants:
+    """The constants of :class:`BoundaryConstants` for K = ``num_bins`` bins."""
+    a_0 = schedules.alpha(g_0)
+    return BoundaryConstants(
+        alpha_0=a_0,
+        sigma_0=schedules.sigma(g_0),
+        decoder_means=a_0 * bin_centers(num_bins, g_0),
+        decoder_scale=-0.5 / schedules.sigma2(g_0),
+        prior_scale=0.5 * schedules.alpha2(g_1),
+        prior_offset=0.5 * (schedules.sigma2(g_1) - 1 - special(g_1).log_sigmoid(g_1)),
+    )
+
+
+def prior_kl(x: Array, boundary: BoundaryConstants) -> Array:
+    """KL(q(z_1 | x) || N(0, I)) = ½ Σ_d (σ_1² + a_1² x_d² − 1 − log σ_1²); x (B, D) -> (B,)."""
+    return boundary.prior_scale * namespace(x).sum(x ** 2, axis=-1) + x.shape[-1] * boundary.prior_offset
+
+
+def decoder_logits(z_0: Array, boundary: BoundaryConstants) -> Array:
     """Logits of p(x_d = k | z_0) ∝ N(z_0,d; a_0 v_k, σ_0²), shape (B, D) -> (B, D, K)."""
-    v = bin_centers(num_bins, z_0)
-    return -0.5 * ((z_0[..., None] - schedules.alpha(g_0) * v) ** 2) / schedules.sigma2(g_0)
+    return boundary.decoder_scale * (z_0[..., None] - boundary.decoder_means) ** 2
 
 
-def reconstruction_nll(x_index: Array, z_0: Array, g_0: Array, num_bins: int) -> Array:
+def reconstruction_nll(x_index: Array, z_0: Array, boundary: BoundaryConstants) -> Array:
     """−log p(x | z_0) summed over D; x_index integer (B, D) -> (B,)."""
-    xp = namespace(z_0)
-    log_p = special(z_0).log_softmax(decoder_logits(z_0, g_0, num_bins), axis=-1)
-    return -xp.sum(xp.take_along_axis(log_p, x_index[..., None], axis=-1), axis=(-2, -1))
+    log_p = special(z_0).log_softmax(decoder_logits(z_0, boundary), axis=-1)
+    return -namespace(z_0).sum(_take_last_axis(log_p, x_index), axis=-1)
+
+
+def _take_last_axis(values: Array, index: Array) -> Array:
+    """``values[..., index]`` elementwise: shapes (..., K), (...) -> (...).
+
+    torch's ``gather`` directly: array_api_compat's ``take_along_axis`` adds a
+    negative-index fix-up and a broadcasting ``take_along_dim``, about 3× slower here.
+    """
+    if is_torch(values):
+        return values.gather(-1, index[..., None])[..., 0]
+    return namespace(values).take_along_axis(values, index[..., None], axis=-1)[..., 0]
 
 
 def discretize_time(u: Array, num_steps: int) -> tuple[Array, Array]:
@@ -132,6 +169,11 @@ def reverse_step(z_t: Array, x_hat: Array, g_s: Array, g_t: Array) -> tuple[Arra
     return coef_z * z_t + coef_x * x_hat, namespace(var).sqrt(var)
 
 
+def reverse_step_eps(z_t: Array, eps_hat: Array, g_s: Array, g_t: Array) -> tuple[Array, Array]:
+    """:func:`reverse_step` of an ε-prediction ε̂, with x̂ = (z_t − σ_t ε̂)/a_t."""
+    return reverse_step(z_t, x_from_eps(z_t, g_t, eps_hat), g_s, g_t)
+
+
 def forward_step(z_s: Array, g_s: Array, g_t: Array) -> tuple[Array, Array]:
     """Forward step q(z_t | z_s) = N(a_{t|s} z_s, σ²_{t|s}): returns (loc, scale)."""
     return schedules.alpha_ts(g_t, g_s) * z_s, namespace(g_t).sqrt(schedules.sigma2_ts(g_t, g_s))
@@ -144,7 +186,7 @@ def negative_elbo_terms(
     eps_0: Array,
     denoise_fn: Callable[[Array, Array], Array],
     gamma_fn: Callable[[Array], tuple[Array, Array]],
-    num_bins: int,
+    boundary: BoundaryConstants,
     num_steps: int | None,
 ) -> DiffusionTerms:
     """One-sample estimate of the negative ELBO terms of each datum.
@@ -159,7 +201,8 @@ def negative_elbo_terms(
         Standard normal noise for z_t and for z_0 (reconstruction).
     denoise_fn : callable ``(z, gamma) -> eps_hat``, shapes (B, D), (B,) -> (B, D)
     gamma_fn : callable ``t -> (gamma, dgamma/dt)``
-    num_bins : int
+    boundary : BoundaryConstants
+        From γ(0) and γ(1) of the same schedule; fixes K = ``len(boundary.decoder_means)``.
     num_steps : int or None
         T of the discrete-time loss L_T; ``None`` for the continuous-time L_∞.
 
@@ -168,20 +211,16 @@ def negative_elbo_terms(
     DiffusionTerms
         Each of shape (B,), in nats.
     """
-    xp = namespace(u)
-    x = bin_values(x_index, num_bins, u)
-    batch = u.shape[0]
-    ends = xp.asarray([0.0, 1.0], dtype=u.dtype)
-    if num_steps is None:  # one schedule evaluation for the endpoints and all times
-        g_all, dg_all = gamma_fn(xp.concat([ends, u]))
-        g_t, dg_t = g_all[2:], dg_all[2:]
+    x = bin_values(x_index, boundary.decoder_means.shape[0], u)
+    if num_steps is None:
+        g_t, dg_t = gamma_fn(u)
     else:
         s, t = discretize_time(u, num_steps)
-        g_all, _ = gamma_fn(xp.concat([ends, s, t]))
-        g_s, g_t = g_all[2:batch + 2], g_all[batch + 2:]
-    g_0, g_1 = g_all[0], g_all[1]
-    reconstruction = reconstruction_nll(x_index, q_sample(x, g_0, eps_0), g_0, num_bins)
-    prior = prior_kl(x, g_1)
+        g_st, _ = gamma_fn(namespace(u).concat([s, t]))
+        g_s, g_t = g_st[:u.shape[0]], g_st[u.shape[0]:]
+    z_0 = boundary.alpha_0 * x + boundary.sigma_0 * eps_0
+    reconstruction = reconstruction_nll(x_index, z_0, boundary)
+    prior = prior_kl(x, boundary)
     eps_hat = denoise_fn(q_sample(x, g_t[:, None], eps), g_t)
     if num_steps is None:
         diffusion = continuous_loss_eps(eps, eps_hat, dg_t)
@@ -219,10 +258,38 @@ def resolve_steps(num_steps: int | None | str, chain_steps: int | None,
     return steps
 
 
-def check_data(x: Array, num_bins: int, num_dims: int | None) -> None:
+def _is_traced(x: Array) -> bool:
+    """Whether ``x`` is an abstract jax value (inside ``jit``/``grad``/``vmap``)."""
+    if not is_jax(x):
+        return False
+    import jax
+
+    return isinstance(x, jax.core.Tracer)
+
+
+def program_batch_size(x: Array | None, num_samples: int | None, num_dims: int | None) -> int:
+    """Rows of the chain program: ``x``'s batch when observed, else ``num_samples``.
+
+    Raises
+    ------
+    ValueError
+        When sampling (``x`` is None) without ``num_samples`` or without a known D.
+    """
+    if x is not None:
+        return x.shape[0]
+    if num_dims is None or num_samples is None:
+        raise ValueError(f"sampling x (model(x=None), sample()) needs num_samples and a known num_dims "
+                         f"(pass num_dims= to DiffusionChain); got num_samples={num_samples}, "
+                         f"num_dims={num_dims}")
+    return num_samples
+
+
+def check_data(x: Array, num_bins: int, num_dims: int | None, check_range: bool = True) -> None:
     """Raise a ValueError unless ``x`` is an integer array of bin indices, shape (B, D).
 
-    The range check 0 <= x < K is done where values are concrete (not under jax tracing).
+    The range check 0 <= x < K (two reductions) runs when ``check_range`` is true and the
+    values are concrete (not under jax tracing, where even a captured constant's minimum is
+    abstract).
     """
     xp = namespace(x)
     if len(x.shape) != 2 or not xp.isdtype(x.dtype, "integral"):
@@ -231,10 +298,12 @@ def check_data(x: Array, num_bins: int, num_dims: int | None) -> None:
     if num_dims is not None and x.shape[1] != num_dims:
         raise ValueError(f"site 'x' expects {num_dims} dimensions (the chain's num_dims); "
                          f"got shape {tuple(x.shape)}")
-    try:
-        out_of_range = bool(xp.any((x < 0) | (x >= num_bins)))
-    except Exception:  # abstract (traced) values: no range check possible
+    if not check_range:
         return
-    if out_of_range:
+    low, high = xp.min(x), xp.max(x)
+    if _is_traced(low):
+        return
+    low, high = int(low), int(high)
+    if low < 0 or high >= num_bins:
         raise ValueError(f"site 'x' expects bin indices in [0, {num_bins - 1}] (num_bins="
-                         f"{num_bins}); got values in [{int(xp.min(x))}, {int(xp.max(x))}]")
+                         f"{num_bins}); got values in [{low}, {high}]")

@@ -31,6 +31,7 @@ from ppl_vi.core._xp import namespace
 from ppl_vi.core.cavi_objective import Plan, expected_log_joint, natural_update
 
 __all__ = [
+    "START_PASSES",
     "LocalPlate",
     "robbins_monro",
     "local_plate",
@@ -45,17 +46,24 @@ __all__ = [
     "max_change",
 ]
 
+START_PASSES = 3
+"""CAVI passes over the global sites, on all rows, that fit the globals to the starting
+locals (CAVI's k-means++ responsibilities); the passes make each global see the others
+fitted rather than at their random starting point."""
+
 Grad = Callable[[Callable[[Any], Any], Any], Any]
 
 
 @dataclass(frozen=True)
 class LocalPlate:
-    """The plate that is subsampled: its name, dim (negative), size and sample sites."""
+    """The plate that is subsampled: its name, dim (negative), size, its sample sites,
+    and every sample site of the program in program order."""
 
     name: str
     dim: int
     size: int
     sites: frozenset
+    program_order: tuple = ()
 
 
 def robbins_monro(tau0: float = 10.0, kappa: float = 0.7) -> Callable[[int], float]:
@@ -77,7 +85,8 @@ def local_plate(name: str, frames: Mapping[str, Sequence[tuple]], num_data: int 
     Parameters
     ----------
     frames : dict
-        Sample site name -> sequence of ``(plate name, dim, size)`` (from a host trace).
+        Sample site name -> sequence of ``(plate name, dim, size)`` (from a host trace),
+        in program order.
     num_data : int or None
         Expected plate size (``None``: take the plate's size).
     """
@@ -90,13 +99,19 @@ def local_plate(name: str, frames: Mapping[str, Sequence[tuple]], num_data: int 
     if not 1 <= int(batch_size) <= int(size):
         raise ValueError(f"batch_size must be in [1, num_data={size}]; got {batch_size}")
     sites = frozenset(s for s, fs in frames.items() if any(f[0] == name for f in fs))
-    return LocalPlate(name, int(dim), int(size), sites)
+    return LocalPlate(name, int(dim), int(size), sites, tuple(frames))
 
 
 def split_latents(plan: Plan, plate: LocalPlate) -> tuple[tuple, tuple]:
-    """``(local names, global names)``, each in the plan's update order."""
-    local = tuple(n for n in plan.order if n in plate.sites)
-    return local, tuple(n for n in plan.order if n not in plate.sites)
+    """``(local names, global names)``, each in CAVI's update order.
+
+    That order is the program order of the continuous sites, then the discrete ones
+    (:mod:`ppl_vi.core.cavi_sweep`); it is taken from ``plate.program_order`` so that it
+    is the same on every host.
+    """
+    ranked = [n for n in plate.program_order if n in plan.latents] + [n for n in plan.order if n not in plate.program_order]
+    order = [n for n in ranked if not plan.latents[n].discrete] + [n for n in ranked if plan.latents[n].discrete]
+    return tuple(n for n in order if n in plate.sites), tuple(n for n in order if n not in plate.sites)
 
 
 def epoch_batches(num_data: int, batch_size: int, rng: np.random.Generator) -> list:

@@ -34,7 +34,7 @@ import numpy as np
 from ppl_vi.core._xp import namespace, special
 
 __all__ = [
-    "Schedule", "linear", "cosine", "learned", "gamma", "gamma_and_derivative",
+    "Schedule", "linear", "cosine", "learned", "gamma", "gamma_and_derivative", "gamma_endpoints",
     "sigma2", "alpha2", "alpha", "sigma", "snr", "alpha_ts", "sigma2_ts",
     "posterior_coefficients",
 ]
@@ -140,10 +140,9 @@ def gamma_and_derivative(t: Array, schedule: Schedule, params: dict | None = Non
         raise ValueError(f"unknown schedule kind {schedule.kind!r}; expected one of {SCHEDULE_KINDS}")
     xp, sp = namespace(t), special(t)
     p = _as_backend(schedule.params, t) if params is None else params
-    g_min = p["gamma_min"]
-    g_range = sp.softplus(p["gamma_range_raw"])
+    g_min, g_range = _min_and_range(p)
     if schedule.kind == "linear":
-        return g_min + g_range * t, g_range + 0.0 * t
+        return g_min + g_range * t, xp.broadcast_to(g_range, t.shape)
     if schedule.kind == "cosine":
         theta_min = xp.atan(xp.exp(g_min / 2))
         theta_max = xp.atan(xp.exp((g_min + g_range) / 2))
@@ -163,6 +162,26 @@ def gamma_and_derivative(t: Array, schedule: Schedule, params: dict | None = Non
     value, slope = unnormalized(t)
     scale = g_range / (ends[1] - ends[0])
     return g_min + scale * (value - ends[0]), scale * slope
+
+
+def _min_and_range(params: dict) -> tuple[Array, Array]:
+    return params["gamma_min"], special(params["gamma_min"]).softplus(params["gamma_range_raw"])
+
+
+def gamma_endpoints(params: dict) -> tuple[Array, Array]:
+    """γ(0) = γ_min and γ(1) = γ_min + softplus(gamma_range_raw), exactly, for every kind.
+
+    Parameters
+    ----------
+    params : dict of arrays
+        Schedule parameters in the target backend (as passed to :func:`gamma_and_derivative`).
+
+    Returns
+    -------
+    gamma_0, gamma_1 : 0-d arrays
+    """
+    g_min, g_range = _min_and_range(params)
+    return g_min, g_min + g_range
 
 
 def gamma(t: Array, schedule: Schedule, params: dict | None = None) -> Array:

@@ -80,9 +80,13 @@ def run_svi(
     problem: Problem, guide_name: str, seed: int, *, plateau: PlateauTest,
     num_steps: int = 20000, step_size: float = 0.01, num_particles: int = 4,
     num_decays: int = 2, decay_factor: float = 0.1, local_plate: str = "data",
+    data_arg: Optional[int | str] = None, hidden: tuple[int, ...] = (64,),
 ) -> MethodResult:
-    """NumPyro SVI with ``autoguide.<guide_name>`` (or ppl_vi's ``LocalGuide`` over
-    ``local_plate``) and Adam, stopped by the plateau test.
+    """NumPyro SVI with ``autoguide.<guide_name>`` (or ppl_vi's ``LocalGuide`` /
+    ``AmortizedGuide`` over ``local_plate``) and Adam, stopped by the plateau test.
+
+    ``AmortizedGuide`` gets an :func:`ppl_vi.numpyro.mlp_encoder` with ``hidden``
+    widths, reading the model argument ``data_arg`` (see :func:`resolve_data_arg`).
 
     Reduce-on-plateau: on each plateau the step size is multiplied by ``decay_factor``
     until ``num_decays`` decays are used; the next plateau stops the run. The step size
@@ -100,6 +104,13 @@ def run_svi(
         from ppl_vi.numpyro import LocalGuide
 
         guide = LocalGuide(guide_model, local_plate=local_plate)
+    elif guide_name == "AmortizedGuide":
+        from ppl_vi.numpyro.amortized import AmortizedGuide, local_site_shapes, mlp_encoder
+
+        data_arg, data = resolve_data_arg(args, kwargs, data_arg)
+        shapes = local_site_shapes(guide_model, *args, local_plate=local_plate, **kwargs)
+        encoder = mlp_encoder(jax.random.PRNGKey(seed + 1), int(np.prod(np.shape(data)[1:])), shapes, hidden)
+        guide = AmortizedGuide(guide_model, encoder, local_plate, data_arg=data_arg)
     else:
         guide = getattr(autoguide, guide_name)(guide_model)
     loss = TraceEnum_ELBO(num_particles=num_particles) if hidden else Trace_ELBO(num_particles=num_particles)
@@ -136,6 +147,26 @@ def run_svi(
     params = svi.get_params(state)
     draws, log_weights = importance_log_weights(problem, guide, params, int(weight_key[-1]))
     return _vi_result(draws, log_weights, -np.asarray(losses), stop_reason.startswith("ELBO plateau"), stop_reason)
+
+
+def resolve_data_arg(args: tuple, kwargs: dict, data_arg: Optional[int | str]) -> tuple[int | str, Any]:
+    """``(data_arg, data)``: which model argument an amortized encoder reads, and its value.
+
+    ``None`` means the first positional argument; a program called with keywords only
+    (the zoo's) must name it, e.g. ``method_options={"amortized": {"data_arg": "x"}}``.
+    """
+    if data_arg is None:
+        if not args:
+            raise ValueError("amortized: the model takes keyword arguments only "
+                             f"({', '.join(kwargs)}); pass the data argument as option data_arg=<name>")
+        data_arg = 0
+    if isinstance(data_arg, int):
+        if not -len(args) <= data_arg < len(args):
+            raise ValueError(f"amortized: data_arg={data_arg} but the model has {len(args)} positional arguments")
+        return data_arg, args[data_arg]
+    if data_arg not in kwargs:
+        raise ValueError(f"amortized: data_arg={data_arg!r} is not a keyword argument; they are {sorted(kwargs)}")
+    return data_arg, kwargs[data_arg]
 
 
 def _last_finite_state(svi, args, kwargs, window_start, previous_start, first_bad: int, window: int):

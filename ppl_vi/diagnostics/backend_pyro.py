@@ -114,9 +114,12 @@ def run_svi(
     problem: Problem, guide_name: str, seed: int, *, plateau: PlateauTest,
     num_steps: int = 20000, step_size: float = 0.01, num_particles: int = 4,
     num_decays: int = 2, decay_factor: float = 0.1, local_plate: str = "data",
+    data_arg: Optional[int | str] = None, hidden: tuple[int, ...] = (64,),
 ) -> MethodResult:
-    """``pyro.infer.SVI`` with ``autoguide.<guide_name>`` (or ppl_vi's ``LocalGuide`` over
-    ``local_plate``) and Adam, stopped by the plateau test.
+    """``pyro.infer.SVI`` with ``autoguide.<guide_name>`` (or ppl_vi's ``LocalGuide`` /
+    ``AmortizedGuide`` over ``local_plate``, the latter with an ``MLPEncoder`` of
+    ``hidden`` widths reading model argument ``data_arg``) and Adam, stopped by the
+    plateau test.
 
     Same schedule as the NumPyro runner: on each plateau the step size is multiplied by
     ``decay_factor`` (a fresh Adam on the current parameters), ``num_decays`` times.
@@ -127,7 +130,7 @@ def run_svi(
 
     import torch
 
-    from ppl_vi.diagnostics.backend_numpyro import _vi_result, non_finite_reason
+    from ppl_vi.diagnostics.backend_numpyro import _vi_result, non_finite_reason, resolve_data_arg
 
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
@@ -138,6 +141,13 @@ def run_svi(
         from ppl_vi.pyro import LocalGuide
 
         guide = LocalGuide(guide_model, local_plate=local_plate)
+    elif guide_name == "AmortizedGuide":
+        from ppl_vi.pyro.amortized import AmortizedGuide, MLPEncoder, local_site_shapes
+
+        data_arg, data = resolve_data_arg(problem.args, problem.kwargs, data_arg)
+        shapes = local_site_shapes(guide_model, *problem.args, local_plate=local_plate, **problem.kwargs)
+        encoder = MLPEncoder(int(np.prod(tuple(data.shape[1:]))), shapes, tuple(hidden)).to(data.dtype)
+        guide = AmortizedGuide(guide_model, encoder, local_plate, data_arg=data_arg)
     else:
         guide = getattr(autoguide, guide_name)(guide_model)
     elbo_cls = TraceEnum_ELBO if hidden else Trace_ELBO
@@ -151,19 +161,19 @@ def run_svi(
     with tqdm(total=num_steps, desc=f"svi:{guide_name}", disable=not problem.progress_bar, leave=False) as bar:
         while len(losses) < num_steps:
             snapshots.append({name: p.detach().clone() for name, p in store.named_parameters()})
-            loss = svi.step(*problem.args, **problem.kwargs)
+            step_loss = svi.step(*problem.args, **problem.kwargs)
             bar.update(1)
-            if not np.isfinite(loss):
+            if not np.isfinite(step_loss):
                 # svi.step returns the loss at its input parameters: keep those of the last finite loss
                 if len(snapshots) < 2 or set(snapshots[0]) != set(snapshots[1]):
-                    raise FloatingPointError(f"SVI: non-finite loss ({loss}) at step {len(losses) + 1}, "
+                    raise FloatingPointError(f"SVI: non-finite loss ({step_loss}) at step {len(losses) + 1}, "
                                              "before any parameters with a finite loss could be kept")
                 with torch.no_grad():
                     for name, p in store.named_parameters():
                         p.copy_(snapshots[0][name])
-                stop_reason = non_finite_reason(len(losses), loss, len(losses))
+                stop_reason = non_finite_reason(len(losses), step_loss, len(losses))
                 break
-            losses.append(loss)
+            losses.append(step_loss)
             if (len(losses) - phase_start) % plateau.window or not plateau.converged(-np.asarray(losses[phase_start:])):
                 continue
             if decays == num_decays:

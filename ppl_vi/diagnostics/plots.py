@@ -84,8 +84,10 @@ def marginals(
         bins = np.linspace(lo - pad, hi + pad, 50)
         ax.hist(ref, bins=bins, density=True, color="0.8", label="reference")
         for method, coords in method_coords.items():
-            if key in coords:
-                ax.hist(coords[key].ravel(), bins=bins, density=True, histtype="step", lw=1.2, label=method)
+            if key in coords:  # density over all draws: mass outside the panel is not folded in
+                values = coords[key].ravel()
+                weights = np.full(values.shape, 1.0 / (values.size * (bins[1] - bins[0])))
+                ax.hist(values, bins=bins, weights=weights, histtype="step", lw=1.2, label=method)
         ax.set_title(key[1], fontsize=9)
         ax.set_yticks([])
     for ax in axes.ravel()[len(keys):]:

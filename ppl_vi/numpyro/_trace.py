@@ -50,21 +50,6 @@ def to_jax(a: np.ndarray) -> Any:
     return jnp.asarray(a, dtype=jnp.result_type(float)) if np.issubdtype(a.dtype, np.floating) else jnp.asarray(a)
 
 
-def _unwrap(fn) -> tuple[Any, int, Any]:
-    reinterpreted, mask = 0, None
-    while True:
-        if isinstance(fn, MaskedDistribution):
-            mask = np.asarray(fn._mask, dtype=float) if mask is None else mask * np.asarray(fn._mask, dtype=float)
-            fn = fn.base_dist
-        elif isinstance(fn, Independent):
-            reinterpreted += fn.reinterpreted_batch_ndims
-            fn = fn.base_dist
-        elif isinstance(fn, ExpandedDistribution):
-            fn = fn.base_dist
-        else:
-            return fn, reinterpreted, mask
-
-
 def _read_site(site: dict) -> tuple[dict, dict]:
     """Static description and arrays of one traced site (runs inside ``jax.jit``)."""
     base, reinterpreted, mask = _unwrap(site["fn"])
@@ -136,17 +121,47 @@ def run_sites(model: Callable, args: tuple, kwargs: dict) -> Callable[[Optional[
     ``jax.jit``-compiled program (compiled once, then reused for every probe).
     """
     statics: dict[str, dict] = {"support": {}, "data": {}}
+    # the program's array arguments enter the compiled programs as arguments, not as
+    # embedded constants: NumPyro then skips eager argument validation on concrete
+    # values (one small compilation per check) and XLA does not fold the data
+    leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
+    is_array = [isinstance(v, (jax.Array, np.ndarray)) for v in leaves]
+    arrays = [v for v, a in zip(leaves, is_array) if a]
+
+    def program(array_args: list) -> Callable:
+        it = iter(array_args)
+        call_args, call_kwargs = jax.tree_util.tree_unflatten(treedef, [next(it) if a else v for v, a in zip(leaves, is_array)])
+        return lambda: model(*call_args, **call_kwargs)
 
     def traced(substituted: Callable, kind: str) -> dict:
-        trace = handlers.trace(handlers.seed(substituted, rng_seed=0)).get_trace(*args, **kwargs)
+        trace = handlers.trace(handlers.seed(substituted, rng_seed=0)).get_trace()
         out = {}
         for name, site in trace.items():
             if site["type"] == "sample":
                 statics[kind][name], out[name] = _read_site(site)
         return out
 
-    at_support = jax.jit(lambda key: traced(handlers.substitute(model, substitute_fn=_support_point(key)), "support"))
-    substituted = jax.jit(lambda data: traced(handlers.substitute(model, data=data), "data"))
+    def compiled(kind: str, substitute: Callable) -> Callable:
+        """``fn(x) -> arrays`` with the data as arguments, or as constants when the
+        program needs concrete data values (Python control flow on them)."""
+        with_args = jax.jit(lambda x, data: traced(handlers.substitute(program(data), **substitute(x)), kind))
+        with_constants = jax.jit(lambda x: traced(handlers.substitute(program(arrays), **substitute(x)), kind))
+        choice: list = []
+
+        def call(x):
+            if not choice:
+                try:
+                    out = with_args(x, arrays)
+                    choice.append(lambda y: with_args(y, arrays))
+                    return out
+                except jax.errors.ConcretizationTypeError:
+                    choice.append(with_constants)
+            return choice[0](x)
+
+        return call
+
+    at_support = compiled("support", lambda key: {"substitute_fn": _support_point(key)})
+    substituted = compiled("data", lambda data: {"data": data})
 
     def run(values: Optional[dict], seed: int) -> dict:
         if values is None:

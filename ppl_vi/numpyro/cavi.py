@@ -168,7 +168,8 @@ class CAVI:
         prior = self._run_sites(None, seed)
         base = {n: to_jax(prior[n].value) for n, s in plan.latents.items() if not s.discrete}
         resp = {n: to_jax(initial_responsibilities(plan, s, rng, np.asarray)) for n, s in plan.latents.items() if s.discrete}
-        eta, mu = initial_state(plan, base, resp)
+        # one compiled program instead of an eager dispatch (and compile) per operation
+        eta, mu = jax.jit(lambda b, r: initial_state(plan, b, r))(base, resp)
         return CAVIState(eta, mu, jnp.full((), -jnp.inf, dtype=jnp.result_type(float)), jnp.zeros((), dtype=jnp.int32))
 
     def update(self, state: CAVIState) -> tuple[CAVIState, CAVIInfo]:

@@ -103,6 +103,11 @@ class DiffusionChain:
         sched = self.schedule_params if schedule_params is None else schedule_params
         return schedules.gamma_and_derivative(t, self.schedule, sched)
 
+    def boundary(self, schedule_params: dict | None = None) -> diffusion.BoundaryConstants:
+        """Constants of the reconstruction and prior terms at γ(0), γ(1)."""
+        sched = self.schedule_params if schedule_params is None else schedule_params
+        return diffusion.boundary_constants(*schedules.gamma_endpoints(sched), self.num_bins)
+
     def _check(self, x: jax.Array) -> None:
         diffusion.check_data(x, self.num_bins, self.num_dims)
         self.num_dims = x.shape[1]
@@ -113,20 +118,16 @@ class DiffusionChain:
         steps = diffusion.resolve_steps(num_steps, self.num_steps, program=True)
         if x is not None:
             self._check(x)
-        elif self.num_dims is None or num_samples is None:
-            raise ValueError("model(x=None) needs num_samples and a known num_dims "
-                             "(pass num_dims= to DiffusionChain)")
-        batch = x.shape[0] if x is not None else num_samples
+        batch = diffusion.program_batch_size(x, num_samples, self.num_dims)
         denoiser, sched = self._param_sites()
         g = self.gamma(jnp.linspace(0.0, 1.0, steps + 1), sched)[0]
         with numpyro.plate("data", batch):
             z = numpyro.sample(f"z_{steps}", dist.Normal(jnp.zeros((batch, self.num_dims)), 1.0).to_event(1))
             for i in range(steps, 0, -1):
                 eps_hat = self.apply_fn(denoiser, z, jnp.broadcast_to(g[i], (batch,)))
-                x_hat = diffusion.x_from_eps(z, g[i], eps_hat)
-                loc, scale = diffusion.reverse_step(z, x_hat, g[i - 1], g[i])
+                loc, scale = diffusion.reverse_step_eps(z, eps_hat, g[i - 1], g[i])
                 z = numpyro.sample(f"z_{i - 1}", dist.Normal(loc, scale).to_event(1))
-            logits = diffusion.decoder_logits(z, g[0], self.num_bins)
+            logits = diffusion.decoder_logits(z, self.boundary(sched))
             return numpyro.sample("x", dist.Categorical(logits=logits).to_event(1), obs=x)
 
     def guide(self, x: jax.Array, num_samples: int | None = None,
@@ -135,10 +136,10 @@ class DiffusionChain:
         steps = diffusion.resolve_steps(num_steps, self.num_steps, program=True)
         self._check(x)
         _, sched = self._param_sites()
-        g = self.gamma(jnp.linspace(0.0, 1.0, steps + 1), sched)[0]
+        g, boundary = self.gamma(jnp.linspace(0.0, 1.0, steps + 1), sched)[0], self.boundary(sched)
         x_value = diffusion.bin_values(x, self.num_bins, g)
         with numpyro.plate("data", x.shape[0]):
-            z = numpyro.sample("z_0", dist.Normal(schedules.alpha(g[0]) * x_value, schedules.sigma(g[0]))
+            z = numpyro.sample("z_0", dist.Normal(boundary.alpha_0 * x_value, boundary.sigma_0)
                                .to_event(1))
             for i in range(1, steps + 1):
                 loc, scale = diffusion.forward_step(z, g[i - 1], g[i])
@@ -152,7 +153,7 @@ class DiffusionChain:
         denoiser, sched = self._split(params)
         return diffusion.negative_elbo_terms(
             x, u, eps, eps_0, lambda z, g: self.apply_fn(denoiser, z, g),
-            lambda t: self.gamma(t, sched), self.num_bins,
+            lambda t: self.gamma(t, sched), self.boundary(sched),
             diffusion.resolve_steps(num_steps, self.num_steps))
 
     def draw_terms(self, rng_key: jax.Array, params: dict | None, x: jax.Array,
@@ -192,9 +193,7 @@ class DiffusionChain:
         :func:`ppl_vi.core.diffusion.reverse_step`, then the decoder) as one compiled
         ``lax.scan``, so long chains neither unroll nor dispatch op by op.
         """
-        if self.num_dims is None:
-            raise ValueError("sample() needs num_samples and a known num_dims "
-                             "(pass num_dims= to DiffusionChain)")
+        diffusion.program_batch_size(None, num_samples, self.num_dims)
         steps = diffusion.resolve_steps(num_steps, self.num_steps, program=True)
         key = jax.random.PRNGKey(0) if rng_key is None else rng_key
         denoiser, sched = self._split(params)
@@ -208,13 +207,13 @@ class DiffusionChain:
         def reverse(z, inputs):
             g_s, g_t, k = inputs
             eps_hat = self.apply_fn(denoiser, z, jnp.broadcast_to(g_t, (num_samples,)))
-            loc, scale = diffusion.reverse_step(z, diffusion.x_from_eps(z, g_t, eps_hat), g_s, g_t)
+            loc, scale = diffusion.reverse_step_eps(z, eps_hat, g_s, g_t)
             return loc + scale * jax.random.normal(k, z.shape), None
 
         z = jax.random.normal(key_z, (num_samples, self.num_dims))
         keys = jax.random.split(key_steps, steps)
         z, _ = jax.lax.scan(reverse, z, (g[:-1][::-1], g[1:][::-1], keys))
-        return jax.random.categorical(key_x, diffusion.decoder_logits(z, g[0], self.num_bins))
+        return jax.random.categorical(key_x, diffusion.decoder_logits(z, self.boundary(sched)))
 
 
 class DiffusionELBO(ELBO):

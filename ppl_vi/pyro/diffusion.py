@@ -35,6 +35,7 @@ import pyro.distributions as dist
 import torch
 from pyro.infer import ELBO
 from pyro.infer.enum import get_importance_trace
+from pyro.infer.util import is_validation_enabled
 
 from ppl_vi.core import diffusion, schedules
 from ppl_vi.core.diffusion import CHAIN_STEPS, DiffusionTerms
@@ -87,6 +88,7 @@ class DiffusionChain(torch.nn.Module):
         else:
             for name, value in values.items():
                 self.register_buffer(f"schedule_{name}", value)
+        self._boundary_cache: tuple | None = None
 
     def _schedule_params(self) -> dict:
         if self.schedule.learnable:
@@ -97,8 +99,26 @@ class DiffusionChain(torch.nn.Module):
         """γ(t) and γ'(t) under the current schedule parameters."""
         return schedules.gamma_and_derivative(t, self.schedule, self._schedule_params())
 
+    def boundary(self) -> diffusion.BoundaryConstants:
+        """Constants of the reconstruction and prior terms at the current γ(0), γ(1).
+
+        For a fixed schedule they are computed once and reused while the schedule buffers
+        are the same tensors, unmodified (``.to()``, ``load_state_dict`` recompute them).
+        """
+        params = self._schedule_params()
+        if self.schedule.learnable:
+            return diffusion.boundary_constants(*schedules.gamma_endpoints(params), self.num_bins)
+        buffers = tuple(params.values())
+        versions = tuple(b._version for b in buffers)
+        cache = self._boundary_cache
+        if cache is None or versions != cache[1] or any(a is not b for a, b in zip(buffers, cache[0])):
+            with torch.no_grad():
+                constants = diffusion.boundary_constants(*schedules.gamma_endpoints(params), self.num_bins)
+            self._boundary_cache = cache = (buffers, versions, constants)
+        return cache[2]
+
     def _check(self, x: torch.Tensor) -> None:
-        diffusion.check_data(x, self.num_bins, self.num_dims)
+        diffusion.check_data(x, self.num_bins, self.num_dims, check_range=is_validation_enabled())
         self.num_dims = x.shape[1]
 
     def _gammas(self, steps: int) -> torch.Tensor:
@@ -110,19 +130,16 @@ class DiffusionChain(torch.nn.Module):
         steps = diffusion.resolve_steps(num_steps, self.num_steps, program=True)
         if x is not None:
             self._check(x)
-        elif self.num_dims is None or num_samples is None:
-            raise ValueError("model(x=None) needs num_samples and a known num_dims "
-                             "(pass num_dims= to DiffusionChain)")
-        batch = x.shape[0] if x is not None else num_samples
+        batch = diffusion.program_batch_size(x, num_samples, self.num_dims)
         pyro.module(MODULE_NAME, self)
         g = self._gammas(steps)
         with pyro.plate("data", batch):
             z = pyro.sample(f"z_{steps}", dist.Normal(torch.zeros(batch, self.num_dims), 1.0).to_event(1))
             for i in range(steps, 0, -1):
-                x_hat = diffusion.x_from_eps(z, g[i], self.denoiser(z, g[i].expand(batch)))
-                loc, scale = diffusion.reverse_step(z, x_hat, g[i - 1], g[i])
+                eps_hat = self.denoiser(z, g[i].expand(batch))
+                loc, scale = diffusion.reverse_step_eps(z, eps_hat, g[i - 1], g[i])
                 z = pyro.sample(f"z_{i - 1}", dist.Normal(loc, scale.expand_as(loc)).to_event(1))
-            logits = diffusion.decoder_logits(z, g[0], self.num_bins)
+            logits = diffusion.decoder_logits(z, self.boundary())
             return pyro.sample("x", dist.Categorical(logits=logits).to_event(1), obs=x)
 
     def guide(self, x: torch.Tensor, num_samples: int | None = None,
@@ -131,10 +148,10 @@ class DiffusionChain(torch.nn.Module):
         steps = diffusion.resolve_steps(num_steps, self.num_steps, program=True)
         self._check(x)
         pyro.module(MODULE_NAME, self)
-        g = self._gammas(steps)
+        g, boundary = self._gammas(steps), self.boundary()
         x_value = diffusion.bin_values(x, self.num_bins, g)
         with pyro.plate("data", x.shape[0]):
-            z = pyro.sample("z_0", dist.Normal(schedules.alpha(g[0]) * x_value, schedules.sigma(g[0]))
+            z = pyro.sample("z_0", dist.Normal(boundary.alpha_0 * x_value, boundary.sigma_0)
                             .expand(x_value.shape).to_event(1))
             for i in range(1, steps + 1):
                 loc, scale = diffusion.forward_step(z, g[i - 1], g[i])
@@ -146,7 +163,7 @@ class DiffusionChain(torch.nn.Module):
         :func:`ppl_vi.core.diffusion.negative_elbo_terms`."""
         self._check(x)
         return diffusion.negative_elbo_terms(
-            x, u, eps, eps_0, self.denoiser, self.gamma, self.num_bins,
+            x, u, eps, eps_0, self.denoiser, self.gamma, self.boundary(),
             diffusion.resolve_steps(num_steps, self.num_steps))
 
     def draw_terms(self, x: torch.Tensor, num_steps: int | None | str = CHAIN_STEPS) -> DiffusionTerms:
@@ -195,8 +212,10 @@ class DiffusionELBO(ELBO):
         x = args[0] if args else kwargs["x"]
         pyro.module(MODULE_NAME, chain)
         num_steps = kwargs.get("num_steps", CHAIN_STEPS)
-        total = sum(chain.draw_terms(x, num_steps).total.sum() for _ in range(self.num_particles))
-        return total / self.num_particles
+        if self.num_particles == 1:
+            return chain.draw_terms(x, num_steps).total.sum()
+        totals = [chain.draw_terms(x, num_steps).total.sum() for _ in range(self.num_particles)]
+        return torch.stack(totals).mean()
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         return self._terms(model, guide, *args, **kwargs)

@@ -57,7 +57,7 @@ def test_prior_kl_monte_carlo():
     z = schedules.alpha(g_1) * x + schedules.sigma(g_1) * torch.randn(n, 2, generator=gen)
     q = torch.distributions.Normal(schedules.alpha(g_1) * x, schedules.sigma(g_1))
     log_ratio = (q.log_prob(z) - torch.distributions.Normal(0.0, 1.0).log_prob(z)).sum(-1)
-    kl = diffusion.prior_kl(x, g_1).item()
+    kl = diffusion.prior_kl(x, diffusion.boundary_constants(torch.tensor(-3.0), g_1, 5)).item()
     assert abs(log_ratio.mean().item() - kl) < 5 * log_ratio.std().item() / math.sqrt(n)
 
 
@@ -69,7 +69,7 @@ def test_decoder_is_bayes_posterior_over_bins():
     lik = torch.distributions.Normal(schedules.alpha(g_0) * centers, schedules.sigma(g_0)).log_prob(z_0[..., None])
     expected = lik - torch.logsumexp(lik, -1, keepdim=True)
     x_index = torch.tensor([[3, 0]])
-    nll = diffusion.reconstruction_nll(x_index, z_0, g_0, num_bins)
+    nll = diffusion.reconstruction_nll(x_index, z_0, diffusion.boundary_constants(g_0, torch.tensor(2.0), num_bins))
     torch.testing.assert_close(nll, -(expected[0, 0, 3] + expected[0, 1, 0]).reshape(1))
 
 
@@ -110,7 +110,8 @@ def _exact_diffusion_loss(num_steps):
     eps = torch.tensor(nodes[grid[:, 2]])[:, None]
     terms = diffusion.negative_elbo_terms(
         x_index, torch.tensor(u[grid[:, 1]]), eps, torch.zeros_like(eps),
-        _bayes_denoiser(points), lambda t: schedules.gamma_and_derivative(t, sched), num_bins, num_steps)
+        _bayes_denoiser(points), lambda t: schedules.gamma_and_derivative(t, sched),
+        diffusion.boundary_constants(torch.tensor(-5.0), torch.tensor(3.0), num_bins), num_steps)
     return float((w * terms.diffusion).sum())
 
 

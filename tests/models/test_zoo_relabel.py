@@ -46,6 +46,21 @@ def test_gmm_relabel_is_invariant_to_permuting_components_per_draw():
     np.testing.assert_array_equal(a["weights"], draws["weights"])
 
 
+def test_gmm_relabel_aligns_chains_whose_centres_share_a_coordinate():
+    # the default data's posterior: two centres at x = -2.3 (posterior sd 0.07), y = +-4.
+    # Sorting by locs[..., 0] alone would mix them; each chain here has its own labels.
+    rng = np.random.default_rng(2)
+    centres = np.array([[4.65, 0.0], [-2.3, 4.0], [-2.3, -4.0]])
+    locs = centres + 0.07 * rng.standard_normal((4, 300, 3, 2))
+    weights = np.broadcast_to([0.2, 0.3, 0.5], (4, 300, 3)).copy()
+    for chain, perm in enumerate([[0, 1, 2], [2, 1, 0], [1, 2, 0], [0, 2, 1]]):
+        locs[chain], weights[chain] = locs[chain][:, perm], weights[chain][:, perm]
+    out = models.get("bayesian_gmm").extras["relabel"]({"locs": locs, "weights": weights})
+    assert np.abs(out["locs"].mean(1) - out["locs"][0].mean(0)).max() < 0.03  # chains agree
+    assert out["locs"].std(axis=(0, 1)).max() < 0.1  # no mixing within a coordinate
+    assert np.all(out["weights"] == out["weights"][0, 0])  # weights follow their locs
+
+
 def test_gmm_relabel_names_the_missing_site():
     with pytest.raises(KeyError, match="needs the 'locs' draws"):
         models.get("bayesian_gmm").extras["relabel"]({"weights": np.ones((1, 2, 3))})

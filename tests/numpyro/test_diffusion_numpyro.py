@@ -1,5 +1,5 @@
 """DiffusionChain / DiffusionELBO on NumPyro: the program, its agreement with Trace_ELBO,
-training through numpyro.infer.SVI + optax, sampling and errors."""
+training through numpyro.infer.SVI + optax, and errors (sampling: tests/conformance)."""
 
 from __future__ import annotations
 
@@ -70,9 +70,10 @@ def test_trace_elbo_agrees_with_analytic_elbo():
     assert abs(generic.mean() - analytic.mean()) < 4 * se
 
 
-def test_svi_training_and_sampling():
+def test_svi_training():
     """SVI + optax through DiffusionELBO (fixed schedule here: compiling the learned one
-    doubles the time; its training is tested on the Pyro side, its values in parity)."""
+    doubles the time; its training is tested on the Pyro side, its values in parity).
+    ``sample`` is tested against the exact distribution in the conformance tests."""
     chain = make_chain("linear")
     x = jax.random.randint(jax.random.PRNGKey(2), (BATCH, NUM_DIMS), 0, NUM_BINS)
     svi = SVI(chain.model, chain.guide, optax.adam(1e-2), DiffusionELBO())
@@ -85,9 +86,6 @@ def test_svi_training_and_sampling():
     params = svi.get_params(state)
     assert set(params) == {DENOISER_SITE}
     assert np.mean(losses[-20:]) < 0.8 * np.mean(losses[:5])
-    samples = chain.sample(BATCH, rng_key=jax.random.PRNGKey(5), params=params)
-    assert samples.shape == (BATCH, NUM_DIMS)
-    assert samples.min() >= 0 and samples.max() < NUM_BINS
 
 
 def test_bpd_terms():
@@ -95,9 +93,12 @@ def test_bpd_terms():
     x = jax.random.randint(jax.random.PRNGKey(4), (BATCH, NUM_DIMS), 0, NUM_BINS)
     terms = chain.bpd_terms(x, num_particles=2)
     assert all(float(v) >= 0 for v in terms)
-    assert float(chain.bpd(x, num_particles=2)) == pytest.approx(float(sum(terms)), rel=1e-12)
-    # a perfect reconstruction term is bounded by log2 K per dimension
-    assert float(terms.reconstruction) < np.log2(NUM_BINS)
+    # the prior term is exact: mean over data of ½ Σ_d (σ_1² + a_1² x_d² − 1 − log σ_1²) / (D log 2)
+    var_1, values = 1 / (1 + np.exp(-3.0)), (2 * np.asarray(x) + 1) / NUM_BINS - 1
+    prior = 0.5 * (var_1 + (1 - var_1) * values ** 2 - 1 - np.log(var_1)).sum(-1).mean()
+    assert float(terms.prior) == pytest.approx(prior / (NUM_DIMS * np.log(2)), rel=1e-12)
+    # σ_0 = 0.08 is a fifth of the bin spacing 0.4: the decoder is nearly exact
+    assert 0 < float(terms.reconstruction) < 0.01
 
 
 def test_errors():

@@ -1,0 +1,106 @@
+"""NumPyro NaturalGradientSVI: one full-batch step with rho = 1 is one CAVI sweep, the
+minibatch objective is unbiased, minibatch NGSVI reaches the CAVI optimum, bad input errors.
+
+One planned, compiled NGSVI run on the 300-point GMM is shared (compiling dominates).
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+import models
+from ppl_vi.core import ngsvi as core
+from ppl_vi.core.cavi_objective import elbo, expected_log_joint
+from ppl_vi.core.cavi_sweep import sweep
+from ppl_vi.numpyro import NaturalGradientSVI
+from ppl_vi.numpyro.ngsvi import NGSVIState, _grad
+
+GMM = models.get("bayesian_gmm")
+
+
+@pytest.fixture(scope="module")
+def gmm_run():
+    """NGSVI with batches of 30 on the 300-point GMM, run for 4 epochs."""
+    data = GMM.data("numpyro", seed=0, num_data=300)
+    ngsvi = NaturalGradientSVI(GMM.numpyro_model, local_plate="data", num_data=300, batch_size=30)
+    return ngsvi, ngsvi.run(jax.random.PRNGKey(0), num_epochs=4, **data)
+
+
+@pytest.fixture(scope="module")
+def cavi_sweep(gmm_run):
+    """CAVI's own sweep (``ppl_vi.core.cavi_sweep.sweep``), globals in program order then locals, jitted."""
+    ngsvi, _ = gmm_run
+    return jax.jit(lambda eta, mu: sweep(ngsvi.plan, eta, mu, _grad, names=ngsvi.globals + ngsvi.locals)[:2])
+
+
+def _assert_same(a: dict, b: dict, names, tol=1e-10):
+    for name in names:
+        for x, y in zip(a[name], b[name]):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=tol, atol=tol, err_msg=name)
+
+
+def test_step_size_one_full_batch_is_one_cavi_sweep(gmm_run, cavi_sweep):
+    ngsvi, result = gmm_run
+    eta1, mu1 = cavi_sweep(result.state.natural, result.state.mean)
+    eta2, _ = cavi_sweep(eta1, mu1)
+    stepped = ngsvi.update(NGSVIState(eta1, mu1, 0), np.arange(300), rho=1.0)
+    # the step's local pass leaves the already-optimal locals as they are, then the globals
+    # take CAVI's global update; the next local pass is CAVI's local update
+    _assert_same(stepped.natural, eta1, ngsvi.locals)
+    _assert_same(stepped.natural, eta2, ngsvi.globals)
+    evaluated, _ = ngsvi.evaluate(stepped)
+    _assert_same(evaluated.natural, eta2, ngsvi.locals)
+    moved = np.asarray(eta2["locs"][0]) - np.asarray(result.state.natural["locs"][0])
+    assert np.abs(moved).max() > 1e-6  # the sweeps are not at a fixed point
+
+
+def test_minibatch_objective_is_unbiased(gmm_run):
+    """Averaged over the batches of an epoch (equal sizes), ``F_B`` is the full-data ``F``."""
+    ngsvi, result = gmm_run
+    mu = result.state.mean
+    batches = core.epoch_batches(300, 30, np.random.default_rng(0))
+    values = [float(expected_log_joint(core.weighted_plan(ngsvi.plan, ngsvi.plate, core.plate_weight(b, ngsvi.plate)), mu)) for b in batches]
+    assert np.mean(values) == pytest.approx(float(expected_log_joint(ngsvi.plan, mu)), rel=1e-12)
+    assert np.std(values) > 1.0  # each batch alone is not the full objective
+    np.testing.assert_array_equal(np.sort(np.concatenate(batches)), np.arange(300))
+
+
+def test_minibatch_ngsvi_reaches_cavi_optimum(gmm_run, cavi_sweep):
+    """After 4 epochs, within 1% of the CAVI optimum that full CAVI sweeps reach from there.
+
+    (The sweeps are CAVI's own ``sweep``; the Pyro test compares with ``CAVI.run``.)
+    """
+    ngsvi, result = gmm_run
+    eta, mu = result.state.natural, result.state.mean
+    for _ in range(50):
+        eta, mu = cavi_sweep(eta, mu)
+    optimum = float(elbo(ngsvi.plan, mu, eta))
+    assert result.num_steps == 40 and list(result.elbo_steps) == [10, 20, 30, 40]
+    assert abs(result.elbo[-1] - optimum) < 0.01 * abs(optimum)
+    assert result.elbo[-1] <= optimum + 1e-9 * abs(optimum)
+    assert result.elbo[-1] > result.elbo[0]
+    assert set(result.posterior) == {"weights", "precisions", "locs"}
+    assert result.to_inference_data(num_samples=5).posterior["locs"].shape == (1, 5, 3, 2)
+
+
+def test_robbins_monro_schedule():
+    rho = core.robbins_monro()
+    assert rho(0) == pytest.approx(10.0**-0.7) and rho(90) == pytest.approx(100.0**-0.7)
+    with pytest.raises(ValueError, match="kappa"):
+        core.robbins_monro(kappa=0.5)
+    np.testing.assert_allclose(core.blend((np.array([2.0]),), (np.array([4.0]),), 0.25)[0], [2.5])
+
+
+def test_bad_input_errors():
+    data = GMM.data("numpyro", seed=0, num_data=20)
+    key = jax.random.PRNGKey(0)
+    with pytest.raises(ValueError, match="'rows' is not a plate.*'components', 'data'"):
+        NaturalGradientSVI(GMM.numpyro_model, local_plate="rows", batch_size=5).init(key, **data)
+    with pytest.raises(ValueError, match=r"batch_size must be in \[1, num_data=20\]; got 21"):
+        NaturalGradientSVI(GMM.numpyro_model, batch_size=21).init(key, **data)
+    with pytest.raises(ValueError, match="num_data=30 but plate 'data' has size 20"):
+        NaturalGradientSVI(GMM.numpyro_model, num_data=30, batch_size=5).init(key, **data)
+    with pytest.raises(ValueError, match="distinct"):
+        core.plate_weight(np.array([1, 1]), core.LocalPlate("data", -1, 20, frozenset()))

@@ -1,0 +1,69 @@
+"""Pyro NaturalGradientSVI: one full-batch step with rho = 1 is one ``CAVI.update``,
+minibatch NGSVI reaches ``CAVI.run``'s optimum within 1%, bad input errors.
+
+(The schedule, the minibatch weights' unbiasedness and backend parity are tested in
+tests/numpyro/test_ngsvi.py and tests/conformance/test_ngsvi_parity.py.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyro
+import pytest
+import torch
+
+import models
+from ppl_vi.pyro import CAVI, NaturalGradientSVI
+from ppl_vi.pyro.ngsvi import NGSVIState
+
+GMM = models.get("bayesian_gmm")
+
+
+def _assert_same(a: dict, b: dict, names, tol=1e-10):
+    for name in names:
+        for x, y in zip(a[name], b[name]):
+            np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=tol, atol=tol, err_msg=name)
+
+
+def test_step_size_one_full_batch_is_one_cavi_update():
+    data = GMM.data("pyro", seed=1, num_data=100)
+    pyro.set_rng_seed(0)
+    ngsvi = NaturalGradientSVI(GMM.pyro_model, local_plate="data", batch_size=100, step_size=lambda t: 1.0)
+    ngsvi.init(**data)
+    cavi = CAVI(GMM.pyro_model)
+    cavi.plan(**data)
+    assert cavi._plan.order == ngsvi.globals + ngsvi.locals
+    state1, _ = cavi.update(cavi.init())
+    state2, _ = cavi.update(state1)
+    stepped = ngsvi.update(NGSVIState(state1.natural, state1.mean, 0), np.arange(100))
+    # the step's local pass keeps the already-optimal locals; the globals take CAVI's update,
+    # and the next local pass is CAVI's local update
+    _assert_same(stepped.natural, state1.natural, ngsvi.locals)
+    _assert_same(stepped.natural, state2.natural, ngsvi.globals)
+    evaluated, value = ngsvi.evaluate(stepped)
+    _assert_same(evaluated.natural, state2.natural, ngsvi.locals)
+    assert value == pytest.approx(float(state2.elbo), rel=1e-12)
+    assert not torch.allclose(state2.natural["locs"][0], state1.natural["locs"][0])
+
+
+def test_minibatch_ngsvi_reaches_cavi_optimum():
+    data = GMM.data("pyro", seed=0, num_data=300)
+    pyro.set_rng_seed(0)
+    optimum = CAVI(GMM.pyro_model).run(**data, tol=1e-10).elbo[-1]
+    pyro.set_rng_seed(0)
+    result = NaturalGradientSVI(GMM.pyro_model, local_plate="data", num_data=300, batch_size=30).run(num_epochs=3, **data)
+    assert list(result.elbo_steps) == [10, 20, 30]
+    assert abs(result.elbo[-1] - optimum) < 0.01 * abs(optimum)
+    assert result.elbo[-1] <= optimum + 1e-9 * abs(optimum)
+    assert set(result.posterior) == {"weights", "precisions", "locs"}
+    assert result.to_inference_data(num_samples=4).posterior["precisions"].shape == (1, 4, 3, 2, 2)
+
+
+def test_bad_input_errors():
+    data = GMM.data("pyro", seed=0, num_data=20)
+    with pytest.raises(ValueError, match="'rows' is not a plate.*'components', 'data'"):
+        NaturalGradientSVI(GMM.pyro_model, local_plate="rows", batch_size=5).init(**data)
+    with pytest.raises(ValueError, match=r"batch_size must be in \[1, num_data=20\]; got 0"):
+        NaturalGradientSVI(GMM.pyro_model, batch_size=0).init(**data)
+    with pytest.raises(RuntimeError, match="call init"):
+        NaturalGradientSVI(GMM.pyro_model).update(None, np.arange(3))
