@@ -13,7 +13,11 @@ to it; the zoo's flat-token ``lda`` program has the tokens in a plate of their o
 Held-out perplexity is computed for both by the same code, scikit-learn's
 ``perplexity`` (fold-in E-step of the held-out documents with the topics fixed): NGSVI's
 topic posterior ``Dirichlet(lambda)`` is put into a scikit-learn estimator's
-``components_``. Printed: perplexity and cumulative training time after each epoch for
+``components_``. (scikit-learn's bound includes the topics' Dirichlet KL term, which
+does not shrink with the number of held-out words, so on a small held-out set its
+"perplexity" can exceed the vocabulary size; it is the same number for both methods.)
+NGSVI here weights the full-data plan by the minibatch mask, so each step costs local
+CAVI passes over all training documents (:mod:`ppl_vi.core.ngsvi`). Printed: perplexity and cumulative training time after each epoch for
 both, then the time each needs to reach the perplexity that both reach, and the ratio.
 NGSVI's time excludes planning and compilation (printed separately).
 

@@ -32,7 +32,7 @@ __all__ = [
     "prior_kl", "decoder_logits",
     "reconstruction_nll", "discretize_time", "reverse_step", "reverse_step_eps", "forward_step",
     "negative_elbo_terms", "to_bits_per_dim", "CHAIN_STEPS", "PROGRAM_STEPS_CONTINUOUS",
-    "resolve_steps", "program_batch_size", "check_data",
+    "check_chain_arguments", "resolve_steps", "program_batch_size", "check_data",
 ]
 
 Array = Any
@@ -240,6 +240,20 @@ CHAIN_STEPS = "chain"
 
 PROGRAM_STEPS_CONTINUOUS = 1000
 """Steps of the written-out program (model, guide, sampling) of a continuous-time chain."""
+
+
+def check_chain_arguments(schedule: schedules.Schedule, num_steps: int | None, num_bins: int,
+                          num_dims: int | None) -> int | None:
+    """Validate a chain's construction arguments; returns its T (None: continuous time)."""
+    if not isinstance(schedule, schedules.Schedule):
+        raise TypeError(f"schedule must be a ppl_vi.core.schedules.Schedule (linear, cosine, "
+                        f"learned); got {type(schedule).__name__}")
+    for name, value, least in (("num_bins", num_bins, 2), ("num_dims", num_dims, 1)):
+        if value is None and name == "num_dims":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an int >= {least}; got {value!r}")
+    return resolve_steps(num_steps, None)
 
 
 def resolve_steps(num_steps: int | None | str, chain_steps: int | None,

@@ -50,6 +50,15 @@ def to_jax(a: np.ndarray) -> Any:
     return jnp.asarray(a, dtype=jnp.result_type(float)) if np.issubdtype(a.dtype, np.floating) else jnp.asarray(a)
 
 
+# what tracing raises when a program needs concrete data values
+_NEEDS_CONCRETE = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerIntegerConversionError,
+    jax.errors.TracerArrayConversionError,
+)
+
+
 def _read_site(site: dict) -> tuple[dict, dict]:
     """Static description and arrays of one traced site (runs inside ``jax.jit``)."""
     base, reinterpreted, mask = _unwrap(site["fn"])
@@ -154,7 +163,7 @@ def run_sites(model: Callable, args: tuple, kwargs: dict) -> Callable[[Optional[
                     out = with_args(x, arrays)
                     choice.append(lambda y: with_args(y, arrays))
                     return out
-                except jax.errors.ConcretizationTypeError:
+                except _NEEDS_CONCRETE:
                     choice.append(with_constants)
             return choice[0](x)
 

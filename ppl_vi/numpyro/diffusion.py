@@ -65,15 +65,10 @@ class DiffusionChain:
     def __init__(self, denoiser: tuple[Callable, Any], schedule: schedules.Schedule,
                  num_steps: int | None = None, *, num_bins: int = 256,
                  num_dims: int | None = None):
-        if not isinstance(schedule, schedules.Schedule):
-            raise TypeError(f"schedule must be a ppl_vi.core.schedules.Schedule (linear, cosine, "
-                            f"learned); got {type(schedule).__name__}")
         if not (isinstance(denoiser, tuple) and len(denoiser) == 2 and callable(denoiser[0])):
             raise TypeError("denoiser must be a pair (apply_fn, params) with "
                             f"apply_fn(params, z, gamma) -> eps_hat; got {denoiser!r}")
-        if num_bins < 2:
-            raise ValueError(f"num_bins must be >= 2; got {num_bins}")
-        self.num_steps = diffusion.resolve_steps(num_steps, None)
+        self.num_steps = diffusion.check_chain_arguments(schedule, num_steps, num_bins, num_dims)
         self.apply_fn, self.denoiser_params = denoiser
         self.schedule, self.num_bins, self.num_dims = schedule, num_bins, num_dims
         self.schedule_params = {k: jnp.asarray(v) for k, v in schedule.params.items()}

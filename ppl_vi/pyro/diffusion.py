@@ -70,14 +70,9 @@ class DiffusionChain(torch.nn.Module):
                  num_steps: int | None = None, *, num_bins: int = 256,
                  num_dims: int | None = None):
         super().__init__()
-        if not isinstance(schedule, schedules.Schedule):
-            raise TypeError(f"schedule must be a ppl_vi.core.schedules.Schedule (linear, cosine, "
-                            f"learned); got {type(schedule).__name__}")
         if not callable(denoiser):
             raise TypeError(f"denoiser must be callable (z, gamma) -> eps_hat; got {denoiser!r}")
-        if num_bins < 2:
-            raise ValueError(f"num_bins must be >= 2; got {num_bins}")
-        self.num_steps = diffusion.resolve_steps(num_steps, None)
+        self.num_steps = diffusion.check_chain_arguments(schedule, num_steps, num_bins, num_dims)
         self.denoiser, self.schedule = denoiser, schedule
         self.num_bins, self.num_dims = num_bins, num_dims
         dtype = torch.get_default_dtype()

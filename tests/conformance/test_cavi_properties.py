@@ -116,3 +116,19 @@ def test_fixed_chain_same_elbo_on_both_backends(seed):
     theirs = CAVI(_chain_model(links, 1.3, 0.6, False)).run(torch.as_tensor(x), tol=1e-13)
     np.testing.assert_allclose(ours.elbo[-1], theirs.elbo[-1], rtol=1e-9)
     assert ours.elbo[-1] <= _chain_log_evidence(links, 1.3, 0.6, x)
+
+
+def test_kmeans_start_is_a_lloyd_fixed_point_that_recovers_separated_clusters():
+    from ppl_vi.core.cavi_sweep import kmeans_plus_plus
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, size=600)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    points = centres[truth] + rng.standard_normal((600, 2))
+    labels = kmeans_plus_plus(points, 4, np.random.default_rng(1))
+    # the same partition as the truth, up to relabelling
+    assert len(set(zip(truth.tolist(), labels.tolist()))) == 4
+    # a Lloyd fixed point: every point is nearest to the mean of its own cluster
+    means = np.stack([points[labels == k].mean(0) for k in range(4)])
+    nearest = np.argmin(((points[:, None, :] - means[None]) ** 2).sum(-1), axis=-1)
+    np.testing.assert_array_equal(nearest, labels)

@@ -13,7 +13,8 @@ from ppl_vi.diagnostics.compare import build_reference, compare, make_problem
 from ppl_vi.diagnostics.methods import MethodResult, register_method, resolve_method
 from ppl_vi.diagnostics.psis import pareto_khat
 
-FAST = {"nuts": {"num_warmup": 200, "num_chains": 2}, "svi": {"num_steps": 4000, "plateau": {"window": 100}}}
+FAST = {"nuts": {"num_warmup": 200, "num_chains": 2},
+        "svi": {"num_steps": 4000, "step_size": 0.05, "plateau": {"window": 100}}}
 
 
 # NUTS on the second model runs in the slow suite only (test-time budget); see test_nuts_slow.

@@ -76,3 +76,19 @@ def test_bad_arguments_raise():
         CAVI(beta_bernoulli, num_restarts=0)
     with pytest.raises(RuntimeError, match="init"):
         CAVI(beta_bernoulli).update(None)
+
+
+def test_program_that_needs_concrete_data_is_planned_with_data_as_constants():
+    """The planner passes array arguments to its compiled probes as arguments; a program
+    that reads an array argument as a Python number must still work (it falls back to
+    embedding the data as constants)."""
+
+    def concrete_prior(x, a):
+        p = numpyro.sample("p", dist.Beta(float(a), 3.0))  # float() needs a concrete value
+        with numpyro.plate("data", x.shape[0]):
+            numpyro.sample("x", dist.Bernoulli(p), obs=x)
+
+    x = jnp.array([1.0, 0.0, 1.0, 1.0])
+    result = CAVI(concrete_prior).run(jax.random.PRNGKey(0), x, jnp.array(2.0))
+    assert float(result.posterior["p"].concentration1) == pytest.approx(2.0 + 3.0)
+    assert float(result.posterior["p"].concentration0) == pytest.approx(3.0 + 1.0)

@@ -97,8 +97,9 @@ def test_bpd_terms():
     var_1, values = 1 / (1 + np.exp(-3.0)), (2 * np.asarray(x) + 1) / NUM_BINS - 1
     prior = 0.5 * (var_1 + (1 - var_1) * values ** 2 - 1 - np.log(var_1)).sum(-1).mean()
     assert float(terms.prior) == pytest.approx(prior / (NUM_DIMS * np.log(2)), rel=1e-12)
-    # σ_0 = 0.08 is a fifth of the bin spacing 0.4: the decoder is nearly exact
-    assert 0 < float(terms.reconstruction) < 0.01
+    # σ_0 = 0.08 is a fifth of the bin spacing 0.4: the decoder is nearly exact (a few
+    # hundredths of a bit per dimension, against log2 K = 2.3 for an uninformative one)
+    assert 0 < float(terms.reconstruction) < 0.1
 
 
 def test_errors():

@@ -122,3 +122,25 @@ def test_errors():
         make_chain().sample(3)
     with pytest.raises(TypeError, match="model and guide of one DiffusionChain"):
         DiffusionELBO().loss(lambda x: None, chain.guide, torch.zeros(2, NUM_DIMS, dtype=torch.long))
+
+
+def test_boundary_constants_follow_the_schedule_buffers():
+    """The cached γ(0)/γ(1) constants of a fixed schedule are recomputed after
+    ``load_state_dict`` (in-place buffer change) and ``.float()`` (new buffers)."""
+    chain = make_chain()
+    assert chain.boundary().alpha_0.item() == pytest.approx(math.sqrt(1 / (1 + math.exp(-5.0))), rel=1e-12)
+    state = chain.state_dict()
+    state["schedule_gamma_min"] = torch.tensor(-2.0)
+    chain.load_state_dict(state)
+    assert chain.boundary().alpha_0.item() == pytest.approx(math.sqrt(1 / (1 + math.exp(-2.0))), rel=1e-12)
+    assert chain.float().boundary().decoder_means.dtype == torch.float32
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(num_bins=1), "num_bins must be an int >= 2; got 1"),
+    (dict(num_bins=4.5), "num_bins must be an int >= 2; got 4.5"),
+    (dict(num_dims=0), "num_dims must be an int >= 1; got 0"),
+])
+def test_construction_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DiffusionChain(MLP(), schedules.linear(), 4, **kwargs)
