@@ -51,7 +51,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from ppl_vi.diagnostics.compare import compare
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    svi_loops = ("svi", "local_svi", "amortized")  # the methods run by the SVI runner loop
+    svi_loops = {"svi", "local_svi", "amortized"} & {m.partition(":")[0] for m in methods}  # SVI runner loops
     options = {name: {"num_steps": args.svi_steps} for name in svi_loops} if args.svi_steps else {}
     try:
         report = compare(

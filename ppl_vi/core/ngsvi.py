@@ -48,8 +48,11 @@ __all__ = [
 
 START_PASSES = 3
 """CAVI passes over the global sites, on all rows, that fit the globals to the starting
-locals (CAVI's k-means++ responsibilities); the passes make each global see the others
-fitted rather than at their random starting point."""
+locals. Two starts are tried and the one with the higher exact ELBO kept: CAVI's
+starting locals (k-means++ responsibilities for mixtures of Normals, random otherwise),
+and the locals fitted to CAVI's random starting globals (a random start of the globals,
+as scikit-learn's and Hoffman et al.'s online LDA); the passes make each global see the
+others fitted rather than at their random starting point."""
 
 Grad = Callable[[Callable[[Any], Any], Any], Any]
 

@@ -127,7 +127,9 @@ def run_sites(model: Callable, args: tuple, kwargs: dict) -> Callable[[Optional[
 
     ``values=None`` puts every latent site at a random point of its support (``seed``);
     otherwise the sites in ``values`` are substituted. Each kind of run is one
-    ``jax.jit``-compiled program (compiled once, then reused for every probe).
+    ``jax.jit``-compiled program (compiled once, then reused for every probe) taking the
+    program's array arguments as arguments; a program that needs them as concrete
+    values (``float(a)``, NumPy calls) is compiled with them as constants instead.
     """
     statics: dict[str, dict] = {"support": {}, "data": {}}
     # the program's array arguments enter the compiled programs as arguments, not as
@@ -174,9 +176,9 @@ def run_sites(model: Callable, args: tuple, kwargs: dict) -> Callable[[Optional[
 
     def run(values: Optional[dict], seed: int) -> dict:
         if values is None:
-            arrays, kind = at_support(jax.random.PRNGKey(seed)), "support"
+            outputs, kind = at_support(jax.random.PRNGKey(seed)), "support"
         else:
-            arrays, kind = substituted({k: to_jax(v) for k, v in values.items()}), "data"
+            outputs, kind = substituted({k: to_jax(v) for k, v in values.items()}), "data"
         return {
             name: SiteInfo(
                 name=name,
@@ -186,7 +188,7 @@ def run_sites(model: Callable, args: tuple, kwargs: dict) -> Callable[[Optional[
                 log_prob=float(a["log_prob"]),
                 **statics[kind][name],
             )
-            for name, a in arrays.items()
+            for name, a in outputs.items()
         }
 
     return run

@@ -136,17 +136,20 @@ class NaturalGradientSVI:
         self.plate = None
 
     def init(self, rng_key: jax.Array, *args: Any, **kwargs: Any) -> NGSVIState:
-        """Plan the program; start from CAVI's start, the globals fitted to its locals (:data:`~ppl_vi.core.ngsvi.START_PASSES`)."""
+        """Plan the program and pick the start (:data:`~ppl_vi.core.ngsvi.START_PASSES`)."""
         self.plate = core.local_plate(self.local_plate_name, _plate_frames(self.model, args, kwargs), self.num_data, self.batch_size)
         self.plan = self.cavi.plan(*args, **kwargs)
         self.locals, self.globals = core.split_latents(self.plan, self.plate)
         start = self.cavi.init(rng_key)
         self._step = jax.jit(self._step_fn)
-        nowhere, everywhere = jnp.zeros(self.plate.size), jnp.ones(self.plate.size)
-        eta, mu = start.natural, start.mean
-        for _ in range(core.START_PASSES):  # rows=0: the locals stay at the start
-            eta, mu = self._step(eta, mu, nowhere, everywhere, jnp.asarray(1.0))
-        return NGSVIState(eta, mu, 0)
+        nowhere, everywhere, one = jnp.zeros(self.plate.size), jnp.ones(self.plate.size), jnp.asarray(1.0)
+        candidates = []
+        for first_rows in (nowhere, everywhere):  # CAVI's start locals / locals fitted to its start globals
+            eta, mu = self._step(start.natural, start.mean, first_rows, everywhere, one)
+            for _ in range(core.START_PASSES - 1):  # rows=0: the locals stay
+                eta, mu = self._step(eta, mu, nowhere, everywhere, one)
+            candidates.append(NGSVIState(eta, mu, 0))
+        return max(candidates, key=lambda state: self.evaluate(state)[1])
 
     def _locals_fn(self, eta: dict, mu: dict, rows: jax.Array) -> tuple[dict, dict]:
         def body(carry):

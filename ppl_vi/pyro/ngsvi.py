@@ -116,16 +116,20 @@ class NaturalGradientSVI:
         self.plate = None
 
     def init(self, *args: Any, **kwargs: Any) -> NGSVIState:
-        """Plan the program; start from CAVI's start, the globals fitted to its locals (:data:`~ppl_vi.core.ngsvi.START_PASSES`)."""
+        """Plan the program and pick the start (:data:`~ppl_vi.core.ngsvi.START_PASSES`)."""
         self.plate = core.local_plate(self.local_plate_name, _plate_frames(self.model, args, kwargs), self.num_data, self.batch_size)
         self.plan = self.cavi.plan(*args, **kwargs)
         self.locals, self.globals = core.split_latents(self.plan, self.plate)
         start = self.cavi.init()
-        eta, mu = start.natural, start.mean
+        everywhere = torch.ones(self.plate.size, dtype=torch.float64)
+        candidates = []
         with torch.no_grad():
-            for _ in range(core.START_PASSES):
-                eta, mu = core.global_step(self.plan, self.globals, eta, mu, _grad, 1.0)
-        return NGSVIState(eta, mu, 0)
+            for fit_locals in (False, True):  # CAVI's start locals / locals fitted to its start globals
+                eta, mu = self._local_cavi(start.natural, start.mean, everywhere) if fit_locals else (start.natural, start.mean)
+                for _ in range(core.START_PASSES):
+                    eta, mu = core.global_step(self.plan, self.globals, eta, mu, _grad, 1.0)
+                candidates.append(NGSVIState(eta, mu, 0))
+        return max(candidates, key=lambda state: self.evaluate(state)[1])
 
     def _local_cavi(self, eta: dict, mu: dict, rows: torch.Tensor) -> tuple[dict, dict]:
         for _ in range(self.max_local_iters if len(self.locals) > 1 else 1):

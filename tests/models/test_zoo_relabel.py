@@ -82,14 +82,11 @@ def test_lda_relabel_undoes_a_different_labelling_per_chain_and_per_draw():
     draws = lda_draws(rng)
     relabel = models.get("lda").extras["relabel"]
     # label switching between chains (one permutation per chain) and, rarer, within a chain
-    shuffled = dict(draws)
+    shuffled = {site: value.copy() for site, value in draws.items()}
     for chain, perm in enumerate([[2, 0, 1], [1, 2, 0], [0, 2, 1]]):
-        shuffled["topics"] = shuffled["topics"].copy()
-        shuffled["doc_topics"] = shuffled["doc_topics"].copy()
         shuffled["topics"][chain] = draws["topics"][chain][:, perm]
         shuffled["doc_topics"][chain] = draws["doc_topics"][chain][..., perm]
-    swap = shuffled["topics"][1, 7].copy()
-    shuffled["topics"][1, 7] = swap[[1, 0, 2]]
+    shuffled["topics"][1, 7] = shuffled["topics"][1, 7][[1, 0, 2]]
     shuffled["doc_topics"][1, 7] = shuffled["doc_topics"][1, 7][..., [1, 0, 2]]
     a, b = relabel(draws), relabel(shuffled)
     np.testing.assert_array_equal(a["topics"], b["topics"])
