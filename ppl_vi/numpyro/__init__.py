@@ -18,6 +18,7 @@ _EXPORTS = {
     "vae_loss": "amortized",
     "amortization_gap": "amortized",
     "AmortizationGap": "amortized",
+    "local_site_shapes": "amortized",
     "mlp_encoder": "amortized",
     "DiffusionChain": "diffusion",
     "DiffusionELBO": "diffusion",
