@@ -190,9 +190,6 @@ def _contract(x: Array, p: Array) -> Array:
     singleton second-to-last dimension (the enumerated-mixture case: ``x`` (N, F)
     against ``p`` (K, 1, F) gives (K, N) without materializing (K, N, F))."""
     xp = namespace(x, p)
-    if x.ndim == 2 and p.ndim >= 2 and p.shape[-2] == 1:
-        # one (..., K, F) x (F, N) product, not K matrix-vector products
-        return p[..., 0, :] @ xp.matrix_transpose(x)
     if x.ndim >= 2 and p.ndim >= 2 and p.shape[-2] == 1:
         return (x @ xp.matrix_transpose(p))[..., 0]
     return xp.sum(x * p, axis=-1)
