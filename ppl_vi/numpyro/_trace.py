@@ -179,16 +179,18 @@ def run_sites(model: Callable, args: tuple, kwargs: dict) -> Callable[[Optional[
             outputs, kind = at_support(jax.random.PRNGKey(seed)), "support"
         else:
             outputs, kind = substituted({k: to_jax(v) for k, v in values.items()}), "data"
+        # jit returns dicts with sorted keys; ``statics`` was filled while tracing, in program order
         return {
             name: SiteInfo(
                 name=name,
-                params={k: np.asarray(v) for k, v in a["params"].items()},
-                value=np.asarray(a["value"]),
-                scale=np.asarray(a["scale"]),
-                log_prob=float(a["log_prob"]),
+                params={k: np.asarray(v) for k, v in outputs[name]["params"].items()},
+                value=np.asarray(outputs[name]["value"]),
+                scale=np.asarray(outputs[name]["scale"]),
+                log_prob=float(outputs[name]["log_prob"]),
                 **statics[kind][name],
             )
-            for name, a in outputs.items()
+            for name in statics[kind]
+            if name in outputs
         }
 
     return run

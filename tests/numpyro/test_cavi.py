@@ -92,3 +92,10 @@ def test_program_that_needs_concrete_data_is_planned_with_data_as_constants():
     result = CAVI(concrete_prior).run(jax.random.PRNGKey(0), x, jnp.array(2.0))
     assert float(result.posterior["p"].concentration1) == pytest.approx(2.0 + 3.0)
     assert float(result.posterior["p"].concentration0) == pytest.approx(3.0 + 1.0)
+
+
+def test_plan_updates_sites_in_program_order():
+    # jax.jit returns dicts with sorted keys; the sweep must still follow the program
+    m = models.get("bayesian_gmm")
+    plan = CAVI(m.numpyro_model).plan(**m.data("numpyro", seed=0, num_data=50))
+    assert plan.order == ("weights", "precisions", "locs", "assignment")
