@@ -208,16 +208,22 @@ def touches(term: Term, spec: LatentSpec) -> bool:
     return term.value == ("latent", spec.name) or any(d.latent == spec.name for d in term.params.values())
 
 
-def expected_log_joint(plan: Plan, mu: MeanParams, only: Optional[str] = None) -> Array:
+def expected_log_joint(plan: Plan, mu: MeanParams, only: Optional[str] = None, without: Optional[str] = None) -> Array:
     """``F(mu) = E_q[log p(x, z)]`` (a scalar), every constant kept.
 
     With ``only``, just the terms that depend on that latent site: the same gradient
-    with respect to its mean parameters, for less work.
+    with respect to its mean parameters, for less work. With ``without``, just the terms
+    that do *not* depend on that site.
     """
+    if only is not None and without is not None:
+        raise ValueError(f"expected_log_joint takes only={only!r} or without={without!r}, not both")
     total = plan.constant
     for term in plan.terms:
-        if only is None or touches(term, plan.latents[only]):
-            total = total + _term_value(term, plan, mu)
+        if only is not None and not touches(term, plan.latents[only]):
+            continue
+        if without is not None and touches(term, plan.latents[without]):
+            continue
+        total = total + _term_value(term, plan, mu)
     return total
 
 

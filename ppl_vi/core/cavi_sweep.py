@@ -21,30 +21,55 @@ import numpy as np
 
 from ppl_vi.core import expfam
 from ppl_vi.core._xp import namespace
-from ppl_vi.core.cavi_objective import LatentSpec, Plan, elbo, expected_log_joint, natural_update
+from ppl_vi.core.cavi_objective import LatentSpec, Plan, elbo, entropy, expected_log_joint, natural_update
 
 __all__ = ["initial_state", "sweep", "relative_change", "kmeans_plus_plus", "initial_responsibilities"]
 
 Grad = Callable[[Callable[[Any], Any], Any], Any]
 
 
-def _update_site(plan: Plan, name: str, eta: dict, mu: dict, grad: Grad) -> None:
+def _update_site(plan: Plan, name: str, eta: dict, mu: dict, grad: Grad) -> tuple:
+    """Set ``q_name`` to its optimum in place; return ``grad_{mu_name} F``."""
     spec = plan.latents[name]
 
     def objective(stats):
         return expected_log_joint(plan, {**mu, name: stats}, only=name)
 
-    new_eta = natural_update(spec, tuple(grad(objective, tuple(mu[name]))))
+    gradient = tuple(grad(objective, tuple(mu[name])))
+    new_eta = natural_update(spec, gradient)
     eta[name] = new_eta
     mu[name] = tuple(expfam.family(spec.q_family).mean_from_natural(new_eta))
+    return gradient
+
+
+def _elbo_after_update(plan: Plan, mu: dict, eta: dict, name: str, gradient: tuple) -> Any:
+    """The ELBO right after ``name`` was updated with ``gradient = grad_{mu_name} F``.
+
+    Every term that touches an enumerated Categorical site (``K > 1``) is
+    ``sum(log_p * r)`` over its enumeration dimension, so those terms add up to
+    ``<grad_r F, r>`` at any ``r`` (linear, no offset): the terms touching ``name``
+    need not be evaluated again — for a mixture they are the N x K bulk of the ELBO.
+    """
+    spec = plan.latents[name]
+    if spec.q_family != "Categorical" or not spec.discrete or spec.support_size <= 1:
+        return elbo(plan, mu, eta)
+    xp = namespace(gradient[0])
+    total = expected_log_joint(plan, mu, without=name) + xp.sum(gradient[0] * mu[name][0])
+    for other, other_spec in plan.latents.items():
+        total = total + entropy(other_spec, eta[other])
+    return total
 
 
 def sweep(plan: Plan, eta: Mapping[str, tuple], mu: Mapping[str, tuple], grad: Grad, names=None) -> tuple[dict, dict, Any]:
     """Update every site in ``names`` (default ``plan.order``) once; return ``(eta, mu, elbo)``."""
     eta, mu = dict(eta), dict(mu)
-    for name in plan.order if names is None else names:
-        _update_site(plan, name, eta, mu, grad)
-    return eta, mu, elbo(plan, mu, eta)
+    names = tuple(plan.order if names is None else names)
+    gradient = None
+    for name in names:
+        gradient = _update_site(plan, name, eta, mu, grad)
+    if not names:
+        return eta, mu, elbo(plan, mu, eta)
+    return eta, mu, _elbo_after_update(plan, mu, eta, names[-1], gradient)
 
 
 def relative_change(new: Any, old: Any) -> Any:
