@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import jax
@@ -13,7 +14,11 @@ import models
 from models.posteriordb import POSTERIORDB_NAMES, reference_draws, reference_summary
 from models.posteriordb._data import load_data
 
-POSTERIORDB_ROOT = Path("/work/shared/references/posteriordb/posterior_database")
+# a posteriordb checkout: $POSTERIORDB_PATH, else the project's shared references beside the repo
+POSTERIORDB_ROOT = Path(os.environ.get(
+    "POSTERIORDB_PATH",
+    Path(__file__).resolve().parents[3] / "shared" / "references" / "posteriordb" / "posterior_database",
+))
 PORTS = sorted(POSTERIORDB_NAMES)
 
 
