@@ -1,4 +1,8 @@
-"""Backend-free pieces of a CAVI result: stop reasons and the ArviZ conversion."""
+"""Backend-free pieces of a CAVI result: stop reasons and the hand-over to ArviZ.
+
+The conversion itself lives in :mod:`ppl_vi.diagnostics.convert` (NumPy/ArviZ only), the
+one adapter every method's draws go through.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ def stop_reason(reason: str) -> str:
 
 
 def inference_data(draws: Mapping[str, np.ndarray], var_names: Optional[Sequence[str]] = None):
-    """``arviz.InferenceData`` with a posterior group of one chain.
+    """``arviz.InferenceData`` with a posterior group of one chain (site coords named
+    ``site_dim_i``, as for every method of :func:`ppl_vi.compare`).
 
     Parameters
     ----------
@@ -28,10 +33,10 @@ def inference_data(draws: Mapping[str, np.ndarray], var_names: Optional[Sequence
     var_names : sequence of str, optional
         Sites to keep (default: all).
     """
-    import arviz as az
+    from ppl_vi.diagnostics.convert import to_inference_data
 
     names = list(draws) if var_names is None else list(var_names)
     missing = [n for n in names if n not in draws]
     if missing:
         raise KeyError(f"no posterior site named {missing}; available: {sorted(draws)}")
-    return az.from_dict(posterior={n: np.asarray(draws[n])[None] for n in names})
+    return to_inference_data({n: np.asarray(draws[n])[None] for n in names})
