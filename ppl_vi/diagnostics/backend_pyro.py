@@ -283,3 +283,19 @@ def run_langevin(problem: Problem, seed: int, **options: Any) -> MethodResult:
                              progress_bar=problem.progress_bar, **options)
     fit = fit._replace(samples={k: _numpy(v) for k, v in fit.samples.items()}, step_size=_numpy(fit.step_size))
     return _langevin_result(problem, fit)
+
+
+def run_ngsvi(problem: Problem, seed: int, *, local_plate: str = "data", batch_size: Optional[int] = None,
+              num_epochs: int = 10) -> MethodResult:
+    """ppl_vi's ``NaturalGradientSVI``: draws from the fitted global factors."""
+    import pyro
+
+    from ppl_vi.diagnostics.backend_numpyro import _batch_option, ngsvi_result
+    from ppl_vi.pyro import NaturalGradientSVI
+
+    pyro.set_rng_seed(seed)
+    ngsvi = NaturalGradientSVI(problem.model, local_plate=local_plate, **_batch_option(batch_size))
+    fit = ngsvi.run(*problem.args, num_epochs=num_epochs, progress_bar=problem.progress_bar, **problem.kwargs)
+    draws = {s: _numpy(fit.posterior[s].sample((problem.num_draws,)))[None]
+             for s in problem.latent_sites if s in fit.posterior}
+    return ngsvi_result(fit, draws)

@@ -9,7 +9,8 @@ one call::
 
 Built in: ``svi`` (host autoguides; variant = guide class, default ``AutoNormal``),
 ``nuts`` (NumPyro NUTS, also the reference for Pyro programs), ``exact`` (the zoo's
-closed form), ``cavi`` (``ppl_vi.<backend>.CAVI``), ``local_svi`` (``LocalGuide``),
+closed form), ``cavi`` (``ppl_vi.<backend>.CAVI``), ``ngsvi`` (``NaturalGradientSVI``), ``local_svi``
+(``LocalGuide``),
 ``amortized`` (``AmortizedGuide`` with an MLP encoder; models whose latents are all
 local to one plate) and ``langevin`` (MALA on the posterior score,
 ``ppl_vi.<backend>.langevin_posterior``). Backend code lives in
@@ -242,6 +243,10 @@ def _amortized(problem: Problem, variant: Optional[str], seed: int, **options: A
     return problem.backend_module().run_svi(problem, "AmortizedGuide", seed, plateau=plateau, **options)
 
 
+def _ngsvi(problem: Problem, variant: Optional[str], seed: int, **options: Any) -> MethodResult:
+    return problem.backend_module().run_ngsvi(problem, seed, **options)
+
+
 def _nuts(problem: Problem, variant: Optional[str], seed: int, **options: Any) -> MethodResult:
     # NumPyro NUTS on the zoo's NumPyro twin; only a user's own Pyro program needs Pyro's NUTS.
     if problem.backend == "numpyro" or problem.zoo is not None:
@@ -284,6 +289,8 @@ register_method("local_svi", _local_svi, "SVI with per-datapoint mean-field fact
                 "`local_plate` (default 'data'; ppl_vi LocalGuide), plateau stop")
 register_method("amortized", _amortized, "SVI with an MLP encoder q(z_i | x_i) over plate `local_plate` "
                 "(default 'data'; ppl_vi AmortizedGuide, local latents only; options data_arg, hidden)")
+register_method("ngsvi", _ngsvi, "natural-gradient SVI (Hoffman et al. 2013) for conjugate globals over plate "
+                "`local_plate` (default 'data'; options batch_size, num_epochs)")
 register_method("nuts", _nuts, "NumPyro NUTS (multiple chains); also the reference for Pyro programs")
 register_method("cavi", _cavi, "ppl_vi CAVI: exact mean-field coordinate ascent (conjugate models)")
 register_method("exact", _exact, "the zoo's closed-form posterior")
