@@ -21,7 +21,7 @@ from ppl_vi.core import conjugate
 from ppl_vi.core.cavi_objective import Dependency, LatentSpec, Plan, Term
 from ppl_vi.core.cavi_probe import changed, detect_dense, detect_gather, probe_value
 
-__all__ = ["SiteInfo", "build_plan", "SUPPORTED", "q_family_of"]
+__all__ = ["SiteInfo", "build_plan", "SUPPORTED", "q_family_of", "host_attributes"]
 
 SUPPORTED = (
     "latent priors Normal (scalar, or with event dims as one Gaussian block), MultivariateNormal, "
@@ -45,6 +45,34 @@ _FEEDS = {
     ("simplex", "Dirichlet"): "gather",
 }
 _LATENT_ATOM = {"Normal": 0, "Gamma": 0, "Beta": 0, "MultivariateNormal": 1, "Dirichlet": 1, "Wishart": 2}
+
+
+# canonical parameter -> attribute of the host distribution object; the two hosts name
+# every parameter alike except Wishart's
+_HOST_ATTRS = {
+    "Normal": {"loc": "loc", "scale": "scale"},
+    "MultivariateNormal": {"loc": "loc", "precision_matrix": "precision_matrix"},
+    "Gamma": {"concentration": "concentration", "rate": "rate"},
+    "Exponential": {"rate": "rate"},
+    "Poisson": {"rate": "rate"},
+    "Beta": {"concentration1": "concentration1", "concentration0": "concentration0"},
+    "Bernoulli": {"probs": "probs"},
+    "Binomial": {"total_count": "total_count", "probs": "probs"},
+    "Dirichlet": {"concentration": "concentration"},
+    "Categorical": {"probs": "probs"},
+    "Multinomial": {"total_count": "total_count", "probs": "probs"},
+}
+_WISHART_ATTRS = {
+    "numpyro": {"df": "concentration", "scale_matrix": "scale_matrix"},
+    "pyro": {"df": "df", "scale_matrix": "covariance_matrix"},
+}
+
+
+def host_attributes(backend: str) -> dict:
+    """Family -> {canonical parameter: attribute of the ``backend`` distribution object}."""
+    if backend not in _WISHART_ATTRS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {sorted(_WISHART_ATTRS)}")
+    return {**_HOST_ATTRS, "Wishart": _WISHART_ATTRS[backend]}
 
 
 @dataclass

@@ -20,28 +20,14 @@ from numpyro import handlers
 from numpyro.distributions import ExpandedDistribution, Independent, MaskedDistribution
 from numpyro.distributions.transforms import biject_to
 
-from ppl_vi.core.cavi_plan import SiteInfo
+from ppl_vi.core.cavi_plan import SiteInfo, host_attributes
 
 __all__ = ["run_sites", "to_jax"]
 
 _ALIASES = {"BernoulliProbs": "Bernoulli", "BernoulliLogits": "Bernoulli", "CategoricalProbs": "Categorical",
             "CategoricalLogits": "Categorical", "BinomialProbs": "Binomial", "BinomialLogits": "Binomial",
             "MultinomialProbs": "Multinomial", "MultinomialLogits": "Multinomial"}
-# canonical parameter -> attribute of the NumPyro distribution
-_ATTRS = {
-    "Normal": {"loc": "loc", "scale": "scale"},
-    "MultivariateNormal": {"loc": "loc", "precision_matrix": "precision_matrix"},
-    "Gamma": {"concentration": "concentration", "rate": "rate"},
-    "Exponential": {"rate": "rate"},
-    "Poisson": {"rate": "rate"},
-    "Beta": {"concentration1": "concentration1", "concentration0": "concentration0"},
-    "Bernoulli": {"probs": "probs"},
-    "Binomial": {"total_count": "total_count", "probs": "probs"},
-    "Dirichlet": {"concentration": "concentration"},
-    "Categorical": {"probs": "probs"},
-    "Multinomial": {"total_count": "total_count", "probs": "probs"},
-    "Wishart": {"df": "concentration", "scale_matrix": "scale_matrix"},
-}
+_ATTRS = host_attributes("numpyro")
 
 
 def to_jax(a: np.ndarray) -> Any:

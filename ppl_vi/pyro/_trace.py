@@ -22,25 +22,11 @@ from pyro.distributions import MaskedDistribution
 from pyro.distributions.torch_distribution import ExpandedDistribution
 from torch.distributions import Independent
 
-from ppl_vi.core.cavi_plan import SiteInfo
+from ppl_vi.core.cavi_plan import SiteInfo, host_attributes
 
 __all__ = ["run_sites", "to_torch", "to_numpy"]
 
-# canonical parameter -> attribute of the Pyro distribution
-_ATTRS = {
-    "Normal": {"loc": "loc", "scale": "scale"},
-    "MultivariateNormal": {"loc": "loc", "precision_matrix": "precision_matrix"},
-    "Gamma": {"concentration": "concentration", "rate": "rate"},
-    "Exponential": {"rate": "rate"},
-    "Poisson": {"rate": "rate"},
-    "Beta": {"concentration1": "concentration1", "concentration0": "concentration0"},
-    "Bernoulli": {"probs": "probs"},
-    "Binomial": {"total_count": "total_count", "probs": "probs"},
-    "Dirichlet": {"concentration": "concentration"},
-    "Categorical": {"probs": "probs"},
-    "Multinomial": {"total_count": "total_count", "probs": "probs"},
-    "Wishart": {"df": "df", "scale_matrix": "covariance_matrix"},
-}
+_ATTRS = host_attributes("pyro")
 
 
 def to_torch(a: np.ndarray) -> torch.Tensor:

@@ -13,8 +13,8 @@ from ppl_vi.numpyro import CAVI
 def test_reported_elbo_equals_full_elbo_of_the_returned_state():
     m = models.get("bayesian_gmm")
     cavi = CAVI(m.numpyro_model)
-    state = cavi.init(jax.random.PRNGKey(0), **m.data("numpyro", seed=1, num_data=200))
-    plan = cavi._plan
+    plan = cavi.plan(**m.data("numpyro", seed=1, num_data=200))
+    state = cavi.init(jax.random.PRNGKey(0))  # reuses the plan just derived
     assert plan.latents[plan.order[-1]].discrete  # the shortcut path is the one exercised
     for _ in range(4):
         state, info = cavi.update(state)
