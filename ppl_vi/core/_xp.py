@@ -64,6 +64,7 @@ def _torch_special() -> SimpleNamespace:
         solve_triangular_lower=lambda L, b: torch.linalg.solve_triangular(L, b, upper=False),
         solve_triangular_upper=lambda U, b: torch.linalg.solve_triangular(U, b, upper=True),
         stop_gradient=lambda x: x.detach(),
+        einsum=torch.einsum,
     )
 
 
@@ -89,6 +90,7 @@ def _jax_special() -> SimpleNamespace:
         solve_triangular_lower=lambda L, b: jax.scipy.linalg.solve_triangular(L, b, lower=True),
         solve_triangular_upper=lambda U, b: jax.scipy.linalg.solve_triangular(U, b, lower=False),
         stop_gradient=jax.lax.stop_gradient,
+        einsum=jnp.einsum,
     )
 
 
@@ -104,7 +106,8 @@ def special(*arrays: Any) -> SimpleNamespace:
         ``digamma, polygamma, gammaln, multigammaln(a, d), logsumexp(x, axis),
         softmax, log_softmax, softplus, sigmoid, log_sigmoid, xlogy, logdet,
         cholesky, solve_triangular_lower(L, b), solve_triangular_upper(U, b)``
-        (triangular solves take ``b`` of shape ``(..., n, k)``), ``stop_gradient``.
+        (triangular solves take ``b`` of shape ``(..., n, k)``), ``stop_gradient``,
+        ``einsum(subscripts, *operands)``.
     """
     arrays = [a for a in arrays if not isinstance(a, (int, float, bool, complex))]
     if any(is_torch(a) for a in arrays):

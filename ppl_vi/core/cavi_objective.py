@@ -32,12 +32,13 @@ from typing import Any, Mapping, Optional
 
 from ppl_vi.core import expfam
 from ppl_vi.core._xp import namespace, special
+from ppl_vi.core.cavi_enumeration import AFFINE_VALUE_EVENT_NDIMS, Weight, reduced_total, right_aligned, weighted_total
 from ppl_vi.core.conjugate import RULES, SimplexMoments, gather_atoms
 
 Array = Any
 MeanParams = Mapping[str, tuple]
 
-__all__ = ["Dependency", "LatentSpec", "Term", "Plan", "expected_log_joint", "elbo", "natural_update", "weights_of", "touches"]
+__all__ = ["Dependency", "LatentSpec", "Term", "Plan", "expected_log_joint", "elbo", "natural_update", "touches"]
 
 
 @dataclass(frozen=True)
@@ -175,29 +176,49 @@ def _value_stats(term: Term, mu: MeanParams, latents: Mapping[str, LatentSpec]) 
     return tuple(stats)
 
 
-def weights_of(spec: LatentSpec, stats: tuple) -> Array:
-    """Enumeration weights of a discrete latent in its enumeration layout."""
-    xp = namespace(stats[0])
-    probs = stats[0]
-    if spec.q_family == "Bernoulli":
-        probs = xp.stack([1.0 - probs, probs], axis=-1)
-    moved = xp.moveaxis(probs, -1, 0)
-    pad = -spec.enum_dim - 1 - len(spec.batch_shape)
-    return xp.reshape(moved, (moved.shape[0],) + (1,) * pad + tuple(spec.batch_shape))
+def _enumeration_weights(term: Term, plan: Plan, mu: MeanParams) -> list:
+    """The scale and the probabilities of every enumerated site ``term`` varies along,
+    each as a :class:`Weight` in the term's batch dims (in the probabilities' own layout)."""
+    ndim = len(term.batch_shape)
+    scale = term.scale
+    weights = [right_aligned(scale, ndim)] if not isinstance(scale, (int, float)) else []
+    for spec in plan.latents.values():
+        dim, size = spec.enum_dim, spec.support_size
+        if not spec.discrete or size <= 1 or ndim < -dim or term.batch_shape[dim] != size:
+            continue
+        probs = mu[spec.name][0]
+        if spec.q_family == "Bernoulli":
+            probs = namespace(probs).stack([1.0 - probs, probs], axis=-1)
+        batch = len(spec.batch_shape)
+        weights.append(Weight(probs, tuple(range(ndim - batch, ndim)) + (ndim + dim,)))
+    return weights
 
 
 def _term_value(term: Term, plan: Plan, mu: MeanParams) -> Array:
     params = {name: _moments(dep, mu, plan.latents) for name, dep in term.params.items()}
-    log_p = RULES[term.family](_value_stats(term, mu, plan.latents), params)
+    rule = RULES[term.family]
+    value_stats = _value_stats(term, mu, plan.latents)
+    weights = _enumeration_weights(term, plan, mu)
+    scale = term.scale if isinstance(term.scale, (int, float)) else 1.0
+    enumerated = len(weights) > (0 if isinstance(term.scale, (int, float)) else 1)
+    if enumerated and term.value[0] == "observed" and term.family in AFFINE_VALUE_EVENT_NDIMS:
+        event_ndims = AFFINE_VALUE_EVENT_NDIMS[term.family]
+        xp = namespace(value_stats[0])
+        point = tuple(xp.zeros(tuple(v.shape[v.ndim - n :]), dtype=v.dtype) for v, n in zip(value_stats, event_ndims))
+        param_shape = tuple(rule(point, params).shape)
+        total = reduced_total(
+            lambda stats: rule(stats, params), value_stats, event_ndims, param_shape,
+            tuple(term.batch_shape), term.reinterpreted_ndims, weights,
+        )
+        if total is not None:
+            return scale * total
+    log_p = rule(value_stats, params)
     xp = namespace(log_p)
     if term.reinterpreted_ndims:
         log_p = xp.sum(log_p, axis=tuple(range(-term.reinterpreted_ndims, 0)))
-    log_p = xp.broadcast_to(log_p * term.scale, tuple(term.batch_shape))
-    for spec in sorted((s for s in plan.latents.values() if s.discrete), key=lambda s: s.enum_dim):
-        dim, size = spec.enum_dim, spec.support_size
-        if size > 1 and log_p.ndim >= -dim and log_p.shape[dim] == size:
-            log_p = xp.sum(log_p * weights_of(spec, mu[spec.name]), axis=dim)
-    return xp.sum(log_p)
+    if not weights:
+        return scale * xp.sum(xp.broadcast_to(log_p, tuple(term.batch_shape)))
+    return scale * weighted_total(log_p, tuple(term.batch_shape), weights)
 
 
 def touches(term: Term, spec: LatentSpec) -> bool:

@@ -49,14 +49,18 @@ def _elbo_after_update(plan: Plan, mu: dict, eta: dict, name: str, gradient: tup
     ``sum(log_p * r)`` over its enumeration dimension, so those terms add up to
     ``<grad_r F, r>`` at any ``r`` (linear, no offset): the terms touching ``name``
     need not be evaluated again — for a mixture they are the N x K bulk of the ELBO.
+    With the site's entropy ``-scale <r, eta>`` and its update ``eta = g / scale - lse``
+    (``lse`` the log normalizer of each row), both add up to ``sum scale * lse``, read
+    from one column: ``sum_n (g[n, 0] - scale[n] * eta[n, 0])``.
     """
     spec = plan.latents[name]
     if spec.q_family != "Categorical" or not spec.discrete or spec.support_size <= 1:
         return elbo(plan, mu, eta)
     xp = namespace(gradient[0])
-    total = expected_log_joint(plan, mu, without=name) + xp.sum(gradient[0] * mu[name][0])
+    total = expected_log_joint(plan, mu, without=name) + xp.sum(gradient[0][..., 0] - spec.scale * eta[name][0][..., 0])
     for other, other_spec in plan.latents.items():
-        total = total + entropy(other_spec, eta[other])
+        if other != name:
+            total = total + entropy(other_spec, eta[other])
     return total
 
 
