@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from ppl_vi.core import expfam
 from ppl_vi.core.cavi_objective import Plan
+from ppl_vi.core.cavi_overrelax import overrelaxed_sweep
 from ppl_vi.core.cavi_plan import build_plan
 from ppl_vi.core.cavi_result import inference_data, stop_reason
 from ppl_vi.core.cavi_sweep import initial_responsibilities, initial_state, relative_change, sweep
@@ -45,12 +46,15 @@ __all__ = ["CAVI", "CAVIState", "CAVIInfo", "CAVIResult"]
 
 
 class CAVIState(NamedTuple):
-    """CAVI state (a pytree): natural and mean parameters per latent site, last ELBO."""
+    """CAVI state (a pytree): natural and mean parameters per latent site, last ELBO,
+    sweep count and the over-relaxation factor of :mod:`ppl_vi.core.cavi_overrelax`
+    (0 before the first sweep)."""
 
     natural: dict
     mean: dict
     elbo: jax.Array
     step: jax.Array
+    relaxation: jax.Array
 
 
 class CAVIInfo(NamedTuple):
@@ -101,6 +105,14 @@ def _grad(fn: Callable, x: Any) -> Any:
     return jax.grad(fn)(x)
 
 
+def _unbatched(tree: Any) -> Any:
+    return jax.tree_util.tree_map(lambda x: x[0], tree)
+
+
+def _batched(tree: Any) -> Any:
+    return jax.tree_util.tree_map(lambda x: x[None], tree)
+
+
 _DIST = {
     "Normal": dist.Normal,
     "MultivariateNormal": dist.MultivariateNormal,
@@ -131,6 +143,11 @@ class CAVI:
         An ordinary NumPyro program.
     num_restarts : int
         Independent starts run in parallel (``jax.vmap``); the best final ELBO is kept.
+    overrelax : bool
+        Adaptive over-relaxation (:mod:`ppl_vi.core.cavi_overrelax`): each step is a
+        sweep plus an extrapolation of the continuous sites kept only when its exact
+        ELBO is higher — monotone like plain CAVI, and several times fewer steps on
+        mixtures with overlapping components. ``False``: plain sweeps.
 
     Notes
     -----
@@ -140,11 +157,12 @@ class CAVI:
     jit-able sweep for that plan, returning ``(state, CAVIInfo)``.
     """
 
-    def __init__(self, model: Callable, *, num_restarts: int = 1):
+    def __init__(self, model: Callable, *, num_restarts: int = 1, overrelax: bool = True):
         if num_restarts < 1:
             raise ValueError(f"num_restarts must be >= 1; got {num_restarts}")
         self.model = model
         self.num_restarts = num_restarts
+        self.overrelax = overrelax
         self._plan: Optional[Plan] = None
         self._run_sites = None
 
@@ -170,27 +188,34 @@ class CAVI:
         resp = {n: to_jax(initial_responsibilities(plan, s, rng, np.asarray)) for n, s in plan.latents.items() if s.discrete}
         # one compiled program instead of an eager dispatch (and compile) per operation
         eta, mu = jax.jit(lambda b, r: initial_state(plan, b, r))(base, resp)
-        return CAVIState(eta, mu, jnp.full((), -jnp.inf, dtype=jnp.result_type(float)), jnp.zeros((), dtype=jnp.int32))
+        dtype = jnp.result_type(float)
+        return CAVIState(eta, mu, jnp.full((), -jnp.inf, dtype=dtype), jnp.zeros((), dtype=jnp.int32), jnp.zeros((), dtype=dtype))
 
     def update(self, state: CAVIState) -> tuple[CAVIState, CAVIInfo]:
-        """One full sweep (pure; ``jax.jit``-able)."""
+        """One step: a sweep, over-relaxed unless ``overrelax=False`` (pure; ``jax.jit``-able)."""
         if self._plan is None:
             raise RuntimeError("call init(rng_key, *args) before update(state)")
-        eta, mu, value = sweep(self._plan, state.natural, state.mean, _grad)
-        change = relative_change(value, state.elbo)
-        return CAVIState(eta, mu, value, state.step + 1), CAVIInfo(value, change)
+        if self.overrelax:
+            eta, mu, value, factor = overrelaxed_sweep(self._plan, state.natural, state.mean, _grad, state.relaxation)
+        else:
+            eta, mu, value = sweep(self._plan, state.natural, state.mean, _grad)
+            factor = state.relaxation
+        return CAVIState(eta, mu, value, state.step + 1, factor), CAVIInfo(value, relative_change(value, state.elbo))
 
     # -- driver -----------------------------------------------------------------
     def run(
         self,
         rng_key: jax.Array,
         *args: Any,
-        num_steps: int = 500,
+        num_steps: int = 10_000,
         tol: float = 1e-8,
         progress_bar: bool = False,
         **kwargs: Any,
     ) -> CAVIResult:
-        """Run sweeps until the relative ELBO change is below ``tol`` or ``num_steps``.
+        """Run steps until the relative ELBO change is below ``tol`` or ``num_steps``.
+
+        ``num_steps`` is a cap, not a budget: a 100k-point mixture with overlapping
+        components needs thousands of plain sweeps, so the default cap is high.
 
         Returns
         -------
@@ -201,7 +226,10 @@ class CAVI:
         keys = jax.random.split(rng_key, self.num_restarts)
         states = [self._init_from_plan(k) for k in keys]
         state = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
-        step = jax.jit(jax.vmap(self.update))
+        if self.num_restarts > 1:
+            step = jax.jit(jax.vmap(self.update))
+        else:  # one start: no vmap (batched, the same program measured slower)
+            step = jax.jit(lambda s: _batched(self.update(_unbatched(s))))
         history, done, reason = [], np.zeros(self.num_restarts, bool), "max_steps"
         bar = tqdm(range(num_steps), disable=not progress_bar, desc="CAVI")
         for _ in bar:

@@ -37,6 +37,7 @@ from ppl_vi.core import expfam
 from ppl_vi.core.cavi_objective import Plan
 from ppl_vi.core.cavi_plan import build_plan
 from ppl_vi.core.cavi_result import inference_data, stop_reason
+from ppl_vi.core.cavi_overrelax import overrelaxed_sweep
 from ppl_vi.core.cavi_sweep import initial_responsibilities, initial_state, relative_change, sweep
 from ppl_vi.pyro._trace import run_sites, to_numpy, to_torch
 
@@ -44,12 +45,14 @@ __all__ = ["CAVI", "CAVIState", "CAVIInfo", "CAVIResult"]
 
 
 class CAVIState(NamedTuple):
-    """CAVI state: natural and mean parameters per latent site, last ELBO, step."""
+    """CAVI state: natural and mean parameters per latent site, last ELBO, step, and the
+    over-relaxation factor of :mod:`ppl_vi.core.cavi_overrelax` (0 before the first sweep)."""
 
     natural: dict
     mean: dict
     elbo: torch.Tensor
     step: int
+    relaxation: torch.Tensor
 
 
 class CAVIInfo(NamedTuple):
@@ -130,6 +133,11 @@ class CAVI:
         An ordinary Pyro program.
     num_restarts : int
         Independent starts (run one after the other); the best final ELBO is kept.
+    overrelax : bool
+        Adaptive over-relaxation (:mod:`ppl_vi.core.cavi_overrelax`): each step is a
+        sweep plus an extrapolation of the continuous sites kept only when its exact
+        ELBO is higher — monotone like plain CAVI, and several times fewer steps on
+        mixtures with overlapping components. ``False``: plain sweeps.
 
     Notes
     -----
@@ -138,11 +146,12 @@ class CAVI:
     starts) comes from torch's global RNG, as in Pyro (``pyro.set_rng_seed``).
     """
 
-    def __init__(self, model: Callable, *, num_restarts: int = 1):
+    def __init__(self, model: Callable, *, num_restarts: int = 1, overrelax: bool = True):
         if num_restarts < 1:
             raise ValueError(f"num_restarts must be >= 1; got {num_restarts}")
         self.model = model
         self.num_restarts = num_restarts
+        self.overrelax = overrelax
         self._plan: Optional[Plan] = None
         self._run_sites = None
 
@@ -163,19 +172,23 @@ class CAVI:
         base = {n: to_torch(prior[n].value) for n, s in plan.latents.items() if not s.discrete}
         resp = {n: to_torch(initial_responsibilities(plan, s, rng, to_numpy)) for n, s in plan.latents.items() if s.discrete}
         eta, mu = initial_state(plan, base, resp)
-        return CAVIState(eta, mu, torch.tensor(-float("inf")), 0)
+        return CAVIState(eta, mu, torch.tensor(-float("inf")), 0, torch.tensor(0.0))
 
     def update(self, state: CAVIState) -> tuple[CAVIState, CAVIInfo]:
-        """One full sweep."""
+        """One step: a sweep, over-relaxed unless ``overrelax=False``."""
         if self._plan is None:
             raise RuntimeError("call init(*args) before update(state)")
         with torch.no_grad():
-            eta, mu, value = sweep(self._plan, state.natural, state.mean, _grad)
+            if self.overrelax:
+                eta, mu, value, factor = overrelaxed_sweep(self._plan, state.natural, state.mean, _grad, state.relaxation)
+            else:
+                eta, mu, value = sweep(self._plan, state.natural, state.mean, _grad)
+                factor = state.relaxation
         value = value.detach()
-        return CAVIState(eta, mu, value, state.step + 1), CAVIInfo(value, relative_change(value, state.elbo))
+        return CAVIState(eta, mu, value, state.step + 1, factor), CAVIInfo(value, relative_change(value, state.elbo))
 
-    def run(self, *args: Any, num_steps: int = 500, tol: float = 1e-8, progress_bar: bool = False, **kwargs: Any) -> CAVIResult:
-        """Run sweeps until the relative ELBO change is below ``tol`` or ``num_steps``."""
+    def run(self, *args: Any, num_steps: int = 10_000, tol: float = 1e-8, progress_bar: bool = False, **kwargs: Any) -> CAVIResult:
+        """Run steps until the relative ELBO change is below ``tol`` or ``num_steps`` (a cap)."""
         start = time.perf_counter()
         self.plan(*args, **kwargs)
         best = None
