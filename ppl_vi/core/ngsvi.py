@@ -2,48 +2,63 @@
 
 For a conditionally conjugate program planned by :mod:`ppl_vi.core.cavi_plan`, the sites
 inside the *local plate* (size ``N``) are local, the others global. One step on a
-minibatch ``B`` of the plate's indices:
+minibatch ``B`` of the plate's indices (:func:`step`):
 
-1. local CAVI: each local site of the minibatch is set to its exact optimum given the
-   globals, repeated until the local mean parameters stop changing;
-2. global step: for each global site ``g`` (in plan order),
+1. the plan is cut to the rows of ``B`` (:func:`ppl_vi.core.ngsvi_batch.batch_plan`), and
+   so are the local sites' natural and mean parameters;
+2. local CAVI on that batch plan: each local site of the minibatch is set to its exact
+   optimum given the globals, repeated until the local mean parameters stop changing;
+3. global step: for each global site ``g`` (in plan order),
    ``eta_hat_g = natural_update(grad_{mu_g} F_B)``, where ``F_B`` is the expected log
-   joint with every term of the local plate weighted by ``N/|B|`` on the minibatch and
-   by 0 elsewhere (an unbiased estimate of the full ``F``); then the Robbins–Monro blend
-   ``eta_g <- (1 - rho_t) eta_g + rho_t eta_hat_g`` with ``rho_t = (tau0 + t)^-kappa``.
+   joint of the batch plan with every term of the local plate weighted by ``N/|B|``
+   (an unbiased estimate of the full ``F``); then the Robbins–Monro blend
+   ``eta_g <- (1 - rho_t) eta_g + rho_t eta_hat_g`` with ``rho_t = (tau0 + t)^-kappa``;
+4. the batch rows of the local sites are written back into the full state (the local
+   parameters of all ``N`` rows are kept, and warm-start the next visit of a row).
 
-The minibatch enters as a weight on the full-data plan (built once, never re-probed), so
-the step is exact for any plate layout; its cost is that of one CAVI sweep over all
-``N`` rows (rows outside the minibatch are computed with weight 0 and discarded). With
-``rho = 1`` and the full batch a step is exactly the CAVI coordinate update of the locals
-followed by that of the globals.
+A step costs ``O(|B|)``: nothing of the other rows is computed. ``F_B`` is, by
+definition, the full plan with the local terms weighted ``N/|B|`` on ``B`` and 0
+elsewhere (:func:`plate_weight`, :func:`weighted_plan`); the batch plan computes the
+same number from the batch rows alone. With ``rho = 1`` and the full batch a step is
+exactly the CAVI coordinate update of the locals followed by that of the globals.
+
+The host supplies the three operations that differ between jax and torch
+(:class:`Host`): the gradient, a scatter along an axis, and a while loop.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 
 from ppl_vi.core import expfam
 from ppl_vi.core._xp import namespace
 from ppl_vi.core.cavi_objective import Plan, expected_log_joint, natural_update
+from ppl_vi.core.ngsvi_batch import LocalPlate, Scatter, batch_plan, check_batchable, check_indices, gather_rows, local_plate, scatter_rows
 
 __all__ = [
     "START_PASSES",
+    "Host",
     "LocalPlate",
+    "SplitPlan",
     "robbins_monro",
     "local_plate",
-    "split_latents",
+    "check_indices",
+    "split_plan",
     "epoch_batches",
     "plate_weight",
     "weighted_plan",
     "optimal_natural",
     "blend",
     "local_pass",
+    "local_cavi",
     "global_step",
-    "max_change",
+    "start_passes",
+    "step",
+    "row_change",
 ]
 
 START_PASSES = 3
@@ -57,16 +72,23 @@ others fitted rather than at their random starting point."""
 Grad = Callable[[Callable[[Any], Any], Any], Any]
 
 
-@dataclass(frozen=True)
-class LocalPlate:
-    """The plate that is subsampled: its name, dim (negative), size, its sample sites,
-    and every sample site of the program in program order."""
+class Host(NamedTuple):
+    """The backend operations: ``grad(fn, x)``, ``scatter(full, axis, indices, rows)``
+    and ``while_loop(cond, body, carry)`` (``jax.lax.while_loop``'s contract)."""
 
-    name: str
-    dim: int
-    size: int
-    sites: frozenset
-    program_order: tuple = ()
+    grad: Grad
+    scatter: Scatter
+    while_loop: Callable[[Callable, Callable, Any], Any]
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """A plan, its local plate, and its local and global site names (each in CAVI's update order)."""
+
+    plan: Plan
+    plate: LocalPlate
+    locals: tuple
+    globals: tuple
 
 
 def robbins_monro(tau0: float = 10.0, kappa: float = 0.7) -> Callable[[int], float]:
@@ -82,61 +104,50 @@ def robbins_monro(tau0: float = 10.0, kappa: float = 0.7) -> Callable[[int], flo
     return lambda t: float((tau0 + t) ** -kappa)
 
 
-def local_plate(name: str, frames: Mapping[str, Sequence[tuple]], num_data: int | None, batch_size: int) -> LocalPlate:
-    """Validate the subsampled plate from the sites' plate frames.
+def split_plan(plan: Plan, plate: LocalPlate) -> SplitPlan:
+    """Split the latents into local and global (refusing coupled rows, :func:`~ppl_vi.core.ngsvi_batch.check_batchable`).
 
-    Parameters
-    ----------
-    frames : dict
-        Sample site name -> sequence of ``(plate name, dim, size)`` (from a host trace),
-        in program order.
-    num_data : int or None
-        Expected plate size (``None``: take the plate's size).
+    The update order is CAVI's: the program order of the continuous sites, then the
+    discrete ones (:mod:`ppl_vi.core.cavi_sweep`), taken from ``plate.program_order`` so
+    that it is the same on every host.
     """
-    found = {f[0]: (f[1], f[2]) for fs in frames.values() for f in fs}
-    if name not in found:
-        raise ValueError(f"local_plate {name!r} is not a plate of the model; its plates are {sorted(found)}")
-    dim, size = found[name]
-    if num_data is not None and int(num_data) != int(size):
-        raise ValueError(f"num_data={num_data} but plate {name!r} has size {size}")
-    if not 1 <= int(batch_size) <= int(size):
-        raise ValueError(f"batch_size must be in [1, num_data={size}]; got {batch_size}")
-    sites = frozenset(s for s, fs in frames.items() if any(f[0] == name for f in fs))
-    return LocalPlate(name, int(dim), int(size), sites, tuple(frames))
-
-
-def split_latents(plan: Plan, plate: LocalPlate) -> tuple[tuple, tuple]:
-    """``(local names, global names)``, each in CAVI's update order.
-
-    That order is the program order of the continuous sites, then the discrete ones
-    (:mod:`ppl_vi.core.cavi_sweep`); it is taken from ``plate.program_order`` so that it
-    is the same on every host.
-    """
+    check_batchable(plan, plate)
     ranked = [n for n in plate.program_order if n in plan.latents] + [n for n in plan.order if n not in plate.program_order]
     order = [n for n in ranked if not plan.latents[n].discrete] + [n for n in ranked if plan.latents[n].discrete]
-    return tuple(n for n in order if n in plate.sites), tuple(n for n in order if n not in plate.sites)
+    return SplitPlan(plan, plate, tuple(n for n in order if n in plate.sites), tuple(n for n in order if n not in plate.sites))
 
 
 def epoch_batches(num_data: int, batch_size: int, rng: np.random.Generator) -> list:
-    """One epoch: a random permutation of ``range(num_data)`` cut into batches (the last may be smaller)."""
+    """One epoch: a random permutation of ``range(num_data)`` cut into ``ceil(N / |B|)`` batches of ``|B|``.
+
+    All batches have the same size, so that a compiled step is reused. When ``|B|`` does
+    not divide ``N`` the last batch (the ``r`` remaining points) is topped up with
+    ``|B| - r`` other points of the epoch drawn without replacement; every batch is then
+    a uniformly random ``|B|``-subset (so ``F_B`` stays unbiased) and every point is
+    visited at least once per epoch.
+    """
     perm = rng.permutation(num_data)
-    return [perm[i : i + batch_size] for i in range(0, num_data, batch_size)]
+    batches = [perm[i : i + batch_size] for i in range(0, num_data, batch_size)]
+    short = batch_size - batches[-1].size
+    if short:
+        batches[-1] = np.concatenate([batches[-1], rng.choice(perm[: num_data - batches[-1].size], size=short, replace=False)])
+    return batches
 
 
 def plate_weight(indices: np.ndarray, plate: LocalPlate) -> np.ndarray:
-    """Weights ``N/|B|`` on the minibatch, 0 elsewhere; shape ``(N,) + (1,) * (-dim - 1)`` (NumPy)."""
-    indices = np.asarray(indices)
-    if indices.ndim != 1 or indices.size == 0 or indices.min() < 0 or indices.max() >= plate.size:
-        raise ValueError(f"minibatch indices must be a non-empty 1-D array in [0, {plate.size}); got shape {indices.shape}")
-    if np.unique(indices).size != indices.size:
-        raise ValueError("minibatch indices must be distinct")
+    """Weights ``N/|B|`` on the minibatch, 0 elsewhere; shape ``(N,) + (1,) * (-dim - 1)`` (NumPy).
+
+    With :func:`weighted_plan` this *defines* ``F_B`` on the full plan; :func:`step`
+    computes it from the batch plan instead (the tests check that they agree).
+    """
+    indices = check_indices(indices, plate)
     weight = np.zeros(plate.size)
     weight[indices] = plate.size / indices.size
     return weight.reshape((plate.size,) + (1,) * (-plate.dim - 1))
 
 
 def weighted_plan(plan: Plan, plate: LocalPlate, weight: Any) -> Plan:
-    """The plan with every term of the local plate's sites scaled by ``weight``."""
+    """The plan with every term of the local plate's sites scaled by ``weight`` (a number or per-row array)."""
     terms = tuple(replace(t, scale=t.scale * weight) if t.name in plate.sites else t for t in plan.terms)
     return replace(plan, terms=terms)
 
@@ -157,26 +168,34 @@ def _mean(plan: Plan, name: str, eta: tuple) -> tuple:
     return tuple(expfam.family(plan.latents[name].q_family).mean_from_natural(eta))
 
 
-def _keep(plan: Plan, plate: LocalPlate, name: str, rows: Any, new: tuple, old: tuple) -> tuple:
-    """``new`` on the plate rows where ``rows > 0``, ``old`` elsewhere."""
-    axis = len(plan.latents[name].batch_shape) + plate.dim
-    xp = namespace(new[0])
-    flat = xp.reshape(rows, (-1,)) > 0
-    out = []
-    for a, b in zip(new, old):
-        mask = xp.reshape(flat, (1,) * axis + (plate.size,) + (1,) * (a.ndim - axis - 1))
-        out.append(xp.where(mask, a, b))
-    return tuple(out)
-
-
-def local_pass(plan: Plan, plate: LocalPlate, names: tuple, eta: dict, mu: dict, grad: Grad, rows: Any) -> tuple[dict, dict]:
-    """One CAVI update of every local site, committed on the plate rows where ``rows > 0``."""
+def local_pass(plan: Plan, names: tuple, eta: dict, mu: dict, grad: Grad) -> tuple[dict, dict]:
+    """One CAVI update of every site in ``names``, in order."""
     eta, mu = dict(eta), dict(mu)
     for name in names:
-        new_eta = optimal_natural(plan, name, mu, grad)
-        eta[name] = _keep(plan, plate, name, rows, new_eta, eta[name])
-        mu[name] = _keep(plan, plate, name, rows, _mean(plan, name, new_eta), mu[name])
+        eta[name] = optimal_natural(plan, name, mu, grad)
+        mu[name] = _mean(plan, name, eta[name])
     return eta, mu
+
+
+def local_cavi(plan: Plan, plate: LocalPlate, names: tuple, eta: dict, mu: dict, host: Host, tol: float, max_iters: int) -> tuple[dict, dict]:
+    """Local CAVI passes until :func:`row_change` ``<= tol`` (at most ``max_iters`` passes).
+
+    One pass when there is a single local site: its update is then exact.
+    """
+
+    fixed_eta = {n: a for n, a in eta.items() if n not in names}
+    fixed_mu = {n: a for n, a in mu.items() if n not in names}
+
+    def body(carry: tuple) -> tuple:  # only the local sites are carried: the rest is loop-invariant
+        local_eta, local_mu, _, it = carry
+        new_eta, new_mu = local_pass(plan, names, {**fixed_eta, **local_eta}, {**fixed_mu, **local_mu}, host.grad)
+        new_eta, new_mu = {n: new_eta[n] for n in names}, {n: new_mu[n] for n in names}
+        return new_eta, new_mu, row_change(plan, plate, new_mu, local_mu, names), it + 1
+
+    carry = body(({n: eta[n] for n in names}, {n: mu[n] for n in names}, math.inf, 0))
+    if len(names) > 1:
+        carry = host.while_loop(lambda c: (c[2] > tol) & (c[3] < max_iters), body, carry)
+    return {**eta, **carry[0]}, {**mu, **carry[1]}
 
 
 def global_step(scaled: Plan, names: tuple, eta: dict, mu: dict, grad: Grad, rho: Any) -> tuple[dict, dict]:
@@ -188,8 +207,54 @@ def global_step(scaled: Plan, names: tuple, eta: dict, mu: dict, grad: Grad, rho
     return eta, mu
 
 
-def max_change(new: Mapping[str, tuple], old: Mapping[str, tuple], names: tuple) -> Any:
-    """Largest absolute change of the mean parameters of ``names`` (the local stopping statistic)."""
-    changes = [namespace(a).max(namespace(a).abs(a - b)) for n in names for a, b in zip(new[n], old[n])]
-    xp = namespace(changes[0]) if changes else np
-    return xp.max(xp.stack(changes)) if changes else 0.0
+def start_passes(split: SplitPlan, eta: dict, mu: dict, grad: Grad) -> tuple[dict, dict]:
+    """:data:`START_PASSES` full-data CAVI passes over the global sites (the locals stay)."""
+    for _ in range(START_PASSES):
+        eta, mu = global_step(split.plan, split.globals, eta, mu, grad, 1.0)
+    return eta, mu
+
+
+def step(split: SplitPlan, host: Host, eta: dict, mu: dict, indices: Any, rho: Any, tol: float, max_iters: int) -> tuple[dict, dict]:
+    """One stochastic natural-gradient step on the plate rows ``indices`` (the module docstring's 1–4).
+
+    Parameters
+    ----------
+    eta, mu : dict
+        Site -> natural / mean parameters, all ``N`` rows for the local sites.
+    indices : integer host array, shape (|B|,)
+        Distinct plate positions (:func:`~ppl_vi.core.ngsvi_batch.check_indices`).
+    rho : float or scalar array
+        Step size of the global blend.
+
+    Returns
+    -------
+    (eta, mu) : the new state, same shapes.
+    """
+    plan, plate = split.plan, split.plate
+    batch = batch_plan(plan, plate, indices)
+    eta_b = gather_rows(plan, plate, split.locals, eta, indices)
+    mu_b = gather_rows(plan, plate, split.locals, mu, indices)
+    eta_b, mu_b = local_cavi(batch, plate, split.locals, eta_b, mu_b, host, tol, max_iters)
+    scaled = weighted_plan(batch, plate, plate.size / int(indices.shape[0]))
+    eta_b, mu_b = global_step(scaled, split.globals, eta_b, mu_b, host.grad, rho)
+    new_eta = {**scatter_rows(plan, plate, split.locals, eta, eta_b, indices, host.scatter), **{g: eta_b[g] for g in split.globals}}
+    new_mu = {**scatter_rows(plan, plate, split.locals, mu, mu_b, indices, host.scatter), **{g: mu_b[g] for g in split.globals}}
+    return new_eta, new_mu
+
+
+def row_change(plan: Plan, plate: LocalPlate, new: Mapping[str, tuple], old: Mapping[str, tuple], names: tuple) -> Any:
+    """The local stopping statistic: the largest, over plate rows and mean-parameter arrays of
+    the sites ``names``, of the row's mean absolute change.
+
+    A row's mean (over a document's tokens and topics, say) rather than the largest single
+    element, as scikit-learn's and Hoffman et al.'s online LDA stop a document's E-step
+    on the mean change of its topic proportions.
+    """
+    changes = []
+    for name in names:
+        axis = len(plan.latents[name].batch_shape) + plate.dim
+        for a, b in zip(new[name], old[name]):
+            xp = namespace(a)
+            others = tuple(i for i in range(a.ndim) if i != axis)
+            changes.append(xp.max(xp.mean(xp.abs(a - b), axis=others)) if others else xp.max(xp.abs(a - b)))
+    return namespace(changes[0]).max(namespace(changes[0]).stack(changes))

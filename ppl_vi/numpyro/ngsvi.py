@@ -1,11 +1,13 @@
 """Stochastic variational inference with natural gradients for NumPyro programs.
 
 Hoffman et al. (2013): local CAVI on a minibatch of the local plate, then a
-Robbins–Monro natural-gradient step on the global sites; the algorithm, the ``N/|B|``
-weighting and its exactness are described in :mod:`ppl_vi.core.ngsvi`. The program is
-planned once by :class:`ppl_vi.numpyro.CAVI` (the same conjugacy checks and errors), and
-the step is one ``jax.jit``-compiled function of the state, the minibatch weights and
-``rho``.
+Robbins–Monro natural-gradient step on the global sites, on the plan cut to the
+minibatch's rows (a step costs ``O(|B|)``); the algorithm, the ``N/|B|`` weighting and
+its exactness are described in :mod:`ppl_vi.core.ngsvi`. The program is planned once by
+:class:`ppl_vi.numpyro.CAVI` (the same conjugacy checks and errors), and the step is one
+``jax.jit``-compiled function of the state, the minibatch indices and ``rho``, the local
+CAVI loop a ``lax.while_loop`` inside it. It compiles once per batch size: :meth:`run`
+uses equal batches (:func:`ppl_vi.core.ngsvi.epoch_batches`).
 
 Example
 -------
@@ -79,6 +81,13 @@ def _grad(fn: Callable, x: Any) -> Any:
     return jax.grad(fn)(x)
 
 
+def _scatter(full: jax.Array, axis: int, indices: jax.Array, rows: jax.Array) -> jax.Array:
+    return full.at[(slice(None),) * axis + (indices,)].set(rows)
+
+
+_HOST = core.Host(_grad, _scatter, jax.lax.while_loop)
+
+
 def _plate_frames(model: Callable, args: tuple, kwargs: dict) -> dict:
     """Site name -> ``(plate, dim, size)`` frames, read from an abstract (shape-only) trace."""
     frames: dict = {}
@@ -110,8 +119,15 @@ class NaturalGradientSVI:
     step_size : callable, optional
         ``t -> rho_t``; default ``(t + 10)^-0.7`` (:func:`ppl_vi.core.ngsvi.robbins_monro`).
     local_tol, max_local_iters
-        The local CAVI loop stops when no local mean parameter moves by more than
-        ``local_tol`` (one pass when there is a single local site: it is then exact).
+        The local CAVI loop stops when, in every plate row of the batch, the mean absolute
+        change of each local site's mean parameters is at most ``local_tol``
+        (:func:`ppl_vi.core.ngsvi.row_change`), or after ``max_local_iters`` passes; one
+        pass when there is a single local site (it is then exact).
+    full_data_start : bool
+        Whether :meth:`init` fits the start on all the data (two candidate starts, each
+        followed by :data:`~ppl_vi.core.ngsvi.START_PASSES` full-data CAVI passes over the
+        globals, the better by exact ELBO kept: ``O(N)`` work, once). ``False``: CAVI's
+        random start as it is (as scikit-learn's online LDA starts), no full-data work.
     """
 
     def __init__(
@@ -123,6 +139,7 @@ class NaturalGradientSVI:
         step_size: Optional[Callable[[int], float]] = None,
         local_tol: float = 1e-6,
         max_local_iters: int = 100,
+        full_data_start: bool = True,
     ):
         self.model = model
         self.local_plate_name = local_plate
@@ -131,60 +148,57 @@ class NaturalGradientSVI:
         self.step_size = core.robbins_monro() if step_size is None else step_size
         self.local_tol = float(local_tol)
         self.max_local_iters = int(max_local_iters)
+        self.full_data_start = bool(full_data_start)
         self.cavi = CAVI(model)
         self.plan = None
-        self.plate = None
 
     def init(self, rng_key: jax.Array, *args: Any, **kwargs: Any) -> NGSVIState:
-        """Plan the program and pick the start (:data:`~ppl_vi.core.ngsvi.START_PASSES`)."""
-        self.plate = core.local_plate(self.local_plate_name, _plate_frames(self.model, args, kwargs), self.num_data, self.batch_size)
-        self.plan = self.cavi.plan(*args, **kwargs)
-        self.locals, self.globals = core.split_latents(self.plan, self.plate)
+        """Plan the program and pick the start (see ``full_data_start``)."""
+        plate = core.local_plate(self.local_plate_name, _plate_frames(self.model, args, kwargs), self.num_data, self.batch_size)
+        self.split = core.split_plan(self.cavi.plan(*args, **kwargs), plate)
+        self.plan, self.plate, self.locals, self.globals = self.split.plan, plate, self.split.locals, self.split.globals
         start = self.cavi.init(rng_key)
         self._step = jax.jit(self._step_fn)
-        nowhere, everywhere, one = jnp.zeros(self.plate.size), jnp.ones(self.plate.size), jnp.asarray(1.0)
+        self._step_donating = jax.jit(self._step_fn, donate_argnums=(0, 1))
+        self._evaluate = jax.jit(self._evaluate_fn)
+        if not self.full_data_start:
+            return NGSVIState(start.natural, start.mean, 0)
+        fit_globals = jax.jit(lambda eta, mu: core.start_passes(self.split, eta, mu, _grad))
         candidates = []
-        for first_rows in (nowhere, everywhere):  # CAVI's start locals / locals fitted to its start globals
-            eta, mu = self._step(start.natural, start.mean, first_rows, everywhere, one)
-            for _ in range(core.START_PASSES - 1):  # rows=0: the locals stay
-                eta, mu = self._step(eta, mu, nowhere, everywhere, one)
-            candidates.append(NGSVIState(eta, mu, 0))
+        for fit_locals in (False, True):  # CAVI's start locals / locals fitted to its start globals
+            eta, mu = self._evaluate(start.natural, start.mean)[:2] if fit_locals else (start.natural, start.mean)
+            candidates.append(NGSVIState(*fit_globals(eta, mu), 0))
         return max(candidates, key=lambda state: self.evaluate(state)[1])
 
-    def _locals_fn(self, eta: dict, mu: dict, rows: jax.Array) -> tuple[dict, dict]:
-        def body(carry):
-            eta, mu, _, it = carry
-            new_eta, new_mu = core.local_pass(self.plan, self.plate, self.locals, eta, mu, _grad, rows)
-            return new_eta, new_mu, core.max_change(new_mu, mu, self.locals), it + 1
+    def _step_fn(self, eta: dict, mu: dict, indices: jax.Array, rho: jax.Array) -> tuple[dict, dict]:
+        """:func:`ppl_vi.core.ngsvi.step` (one compiled program per batch size)."""
+        return core.step(self.split, _HOST, eta, mu, indices, rho, self.local_tol, self.max_local_iters)
 
-        carry = body((eta, mu, jnp.inf, 0))
-        if len(self.locals) > 1:
-            cond = lambda c: (c[2] > self.local_tol) & (c[3] < self.max_local_iters)  # noqa: E731
-            carry = jax.lax.while_loop(cond, body, carry)
-        return carry[0], carry[1]
+    def update(self, state: NGSVIState, indices: np.ndarray, rho: Optional[float] = None, donate: bool = False) -> NGSVIState:
+        """One step on the minibatch ``indices`` (distinct plate positions).
 
-    def _step_fn(self, eta: dict, mu: dict, rows: jax.Array, weight: jax.Array, rho: jax.Array) -> tuple[dict, dict]:
-        """Local CAVI committed on ``rows > 0``, then the global step under ``weight`` (one compiled program)."""
-        eta, mu = self._locals_fn(eta, mu, rows)
-        scaled = core.weighted_plan(self.plan, self.plate, weight)
-        return core.global_step(scaled, self.globals, eta, mu, _grad, rho)
-
-    def update(self, state: NGSVIState, indices: np.ndarray, rho: Optional[float] = None) -> NGSVIState:
-        """One step on the minibatch ``indices`` (plate positions); ``rho`` defaults to ``step_size(state.step)``."""
+        ``rho`` defaults to ``step_size(state.step)``. With ``donate=True`` the arrays of
+        ``state`` are donated to the step (``jax.jit(..., donate_argnums)``): the new
+        local rows are written in place instead of into a copy of every local array
+        (for LDA, the token responsibilities of all documents), and ``state`` must not
+        be used again. :meth:`run` donates.
+        """
         if self.plan is None:
             raise RuntimeError("call init(rng_key, *args) before update(state, indices)")
-        weight = jnp.asarray(core.plate_weight(indices, self.plate))
+        indices = jnp.asarray(core.check_indices(indices, self.plate))
         rho = self.step_size(state.step) if rho is None else rho
-        eta, mu = self._step(state.natural, state.mean, weight, weight, jnp.asarray(rho, dtype=weight.dtype))
+        step = self._step_donating if donate else self._step
+        eta, mu = step(state.natural, state.mean, indices, jnp.asarray(rho, dtype=jnp.result_type(float)))
         return NGSVIState(eta, mu, state.step + 1)
 
+    def _evaluate_fn(self, eta: dict, mu: dict) -> tuple[dict, dict, jax.Array]:
+        eta, mu = core.local_cavi(self.plan, self.plate, self.locals, eta, mu, _HOST, self.local_tol, self.max_local_iters)
+        return eta, mu, exact_elbo(self.plan, mu, eta)
+
     def evaluate(self, state: NGSVIState) -> tuple[NGSVIState, float]:
-        """Re-optimize the locals on every row given the globals; return that state and its exact ELBO."""
-        rows = jnp.ones(self.plate.size)
-        eta, mu = self._step(state.natural, state.mean, rows, rows, jnp.asarray(0.0))
-        eta = {**eta, **{n: state.natural[n] for n in self.globals}}
-        mu = {**mu, **{n: state.mean[n] for n in self.globals}}
-        return NGSVIState(eta, mu, state.step), float(exact_elbo(self.plan, mu, eta))
+        """Re-optimize the locals on every row given the globals; return that state and its exact ELBO (one compiled program)."""
+        eta, mu, value = self._evaluate(state.natural, state.mean)
+        return NGSVIState(eta, mu, state.step), float(value)
 
     def run(
         self,
@@ -208,7 +222,7 @@ class NaturalGradientSVI:
         for _ in bar:
             if not batches:
                 batches = core.epoch_batches(self.plate.size, self.batch_size, rng)
-            state = self.update(state, batches.pop(0))
+            state = self.update(state, batches.pop(0), donate=True)
             if state.step % every == 0:
                 state, value = self.evaluate(state)
                 elbos.append(value)

@@ -1,8 +1,9 @@
 """Stochastic variational inference with natural gradients for Pyro programs.
 
 Hoffman et al. (2013): local CAVI on a minibatch of the local plate, then a
-Robbins–Monro natural-gradient step on the global sites; the algorithm, the ``N/|B|``
-weighting and its exactness are described in :mod:`ppl_vi.core.ngsvi`. The program is
+Robbins–Monro natural-gradient step on the global sites, on the plan cut to the
+minibatch's rows (a step costs ``O(|B|)``); the algorithm, the ``N/|B|`` weighting and
+its exactness are described in :mod:`ppl_vi.core.ngsvi`. The program is
 planned once by :class:`ppl_vi.pyro.CAVI` (the same conjugacy checks and errors).
 Randomness (start, minibatch order) comes from torch's global RNG
 (``pyro.set_rng_seed``), as in Pyro.
@@ -31,10 +32,23 @@ from tqdm.auto import tqdm
 from ppl_vi.core import ngsvi as core
 from ppl_vi.core.cavi_objective import elbo as exact_elbo
 from ppl_vi.core.cavi_result import inference_data
-from ppl_vi.pyro._trace import to_numpy, to_torch
+from ppl_vi.pyro._trace import to_numpy
 from ppl_vi.pyro.cavi import CAVI, _distribution, _grad
 
 __all__ = ["NaturalGradientSVI", "NGSVIState", "NGSVIResult"]
+
+
+def _scatter(full: torch.Tensor, axis: int, indices: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    return full.index_copy(axis, indices, rows)
+
+
+def _while_loop(cond: Callable, body: Callable, carry: Any) -> Any:
+    while bool(cond(carry)):
+        carry = body(carry)
+    return carry
+
+
+_HOST = core.Host(_grad, _scatter, _while_loop)
 
 
 class NGSVIState(NamedTuple):
@@ -91,7 +105,8 @@ class NaturalGradientSVI:
     Parameters are those of :class:`ppl_vi.numpyro.NaturalGradientSVI`: ``local_plate``
     (the subsampled plate's name), ``num_data`` (its size, checked), ``batch_size``,
     ``step_size`` (``t -> rho_t``, default ``(t + 10)^-0.7``), ``local_tol`` and
-    ``max_local_iters`` (the local CAVI loop).
+    ``max_local_iters`` (the local CAVI loop), ``full_data_start`` (whether :meth:`init`
+    fits the start on all the data).
     """
 
     def __init__(
@@ -103,6 +118,7 @@ class NaturalGradientSVI:
         step_size: Optional[Callable[[int], float]] = None,
         local_tol: float = 1e-6,
         max_local_iters: int = 100,
+        full_data_start: bool = True,
     ):
         self.model = model
         self.local_plate_name = local_plate
@@ -111,50 +127,42 @@ class NaturalGradientSVI:
         self.step_size = core.robbins_monro() if step_size is None else step_size
         self.local_tol = float(local_tol)
         self.max_local_iters = int(max_local_iters)
+        self.full_data_start = bool(full_data_start)
         self.cavi = CAVI(model)
         self.plan = None
-        self.plate = None
 
     def init(self, *args: Any, **kwargs: Any) -> NGSVIState:
-        """Plan the program and pick the start (:data:`~ppl_vi.core.ngsvi.START_PASSES`)."""
-        self.plate = core.local_plate(self.local_plate_name, _plate_frames(self.model, args, kwargs), self.num_data, self.batch_size)
-        self.plan = self.cavi.plan(*args, **kwargs)
-        self.locals, self.globals = core.split_latents(self.plan, self.plate)
+        """Plan the program and pick the start (see ``full_data_start``)."""
+        plate = core.local_plate(self.local_plate_name, _plate_frames(self.model, args, kwargs), self.num_data, self.batch_size)
+        self.split = core.split_plan(self.cavi.plan(*args, **kwargs), plate)
+        self.plan, self.plate, self.locals, self.globals = self.split.plan, plate, self.split.locals, self.split.globals
         start = self.cavi.init()
-        everywhere = torch.ones(self.plate.size, dtype=torch.float64)
+        if not self.full_data_start:
+            return NGSVIState(start.natural, start.mean, 0)
         candidates = []
         with torch.no_grad():
             for fit_locals in (False, True):  # CAVI's start locals / locals fitted to its start globals
-                eta, mu = self._local_cavi(start.natural, start.mean, everywhere) if fit_locals else (start.natural, start.mean)
-                for _ in range(core.START_PASSES):
-                    eta, mu = core.global_step(self.plan, self.globals, eta, mu, _grad, 1.0)
-                candidates.append(NGSVIState(eta, mu, 0))
+                eta, mu = self._fit_locals(start.natural, start.mean) if fit_locals else (start.natural, start.mean)
+                candidates.append(NGSVIState(*core.start_passes(self.split, eta, mu, _grad), 0))
         return max(candidates, key=lambda state: self.evaluate(state)[1])
 
-    def _local_cavi(self, eta: dict, mu: dict, rows: torch.Tensor) -> tuple[dict, dict]:
-        for _ in range(self.max_local_iters if len(self.locals) > 1 else 1):
-            new_eta, new_mu = core.local_pass(self.plan, self.plate, self.locals, eta, mu, _grad, rows)
-            change = float(core.max_change(new_mu, mu, self.locals))
-            eta, mu = new_eta, new_mu
-            if change <= self.local_tol:
-                break
-        return eta, mu
+    def _fit_locals(self, eta: dict, mu: dict) -> tuple[dict, dict]:
+        return core.local_cavi(self.plan, self.plate, self.locals, eta, mu, _HOST, self.local_tol, self.max_local_iters)
 
     def update(self, state: NGSVIState, indices: np.ndarray, rho: Optional[float] = None) -> NGSVIState:
-        """One step on the minibatch ``indices`` (plate positions); ``rho`` defaults to ``step_size(state.step)``."""
+        """One step on the minibatch ``indices`` (distinct plate positions); ``rho`` defaults to ``step_size(state.step)``."""
         if self.plan is None:
             raise RuntimeError("call init(*args) before update(state, indices)")
-        weight = to_torch(core.plate_weight(indices, self.plate))
+        indices = torch.as_tensor(core.check_indices(indices, self.plate))
+        rho = self.step_size(state.step) if rho is None else rho
         with torch.no_grad():
-            eta, mu = self._local_cavi(state.natural, state.mean, weight)
-            scaled = core.weighted_plan(self.plan, self.plate, weight)
-            eta, mu = core.global_step(scaled, self.globals, eta, mu, _grad, self.step_size(state.step) if rho is None else rho)
+            eta, mu = core.step(self.split, _HOST, state.natural, state.mean, indices, rho, self.local_tol, self.max_local_iters)
         return NGSVIState(eta, mu, state.step + 1)
 
     def evaluate(self, state: NGSVIState) -> tuple[NGSVIState, float]:
         """Re-optimize the locals on every row given the globals; return that state and its exact ELBO."""
         with torch.no_grad():
-            eta, mu = self._local_cavi(state.natural, state.mean, torch.ones(self.plate.size, dtype=torch.float64))
+            eta, mu = self._fit_locals(state.natural, state.mean)
             return NGSVIState(eta, mu, state.step), float(exact_elbo(self.plan, mu, eta))
 
     def run(self, *args: Any, num_epochs: int = 10, elbo_every: Optional[int] = None, progress_bar: bool = False, **kwargs: Any) -> NGSVIResult:
