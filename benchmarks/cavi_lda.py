@@ -17,7 +17,12 @@ Recorded: perplexity against cumulative training time, for scikit-learn after ea
 iteration (its own ``_init_latent_vars`` and ``_em_step``, the loop ``fit`` runs, timed
 per iteration; ``fit``'s final E-step on the training set is not counted) and for ppl_vi
 CAVI (NumPyro) after each sweep (``CAVI.init``, then the jitted ``CAVI.update`` in a
-loop; planning/start and compilation are printed separately and not counted).
+loop; planning/start and compilation are printed separately and not counted). A "sweep"
+is one ``update``: by default a plain sweep, as the library runs it; over-relaxed
+(:mod:`ppl_vi.core.cavi_overrelax`) with ``--overrelax``. CAVI starts from
+the library's start (:mod:`ppl_vi.core.cavi_start`): the assignments' responsibilities
+under topics seeded from the word counts of two random training documents each, as
+``CAVI.init(PRNGKey(0))`` gives it; scikit-learn from its own random start.
 Evaluation is outside the timed region. The whole comparison runs ``--repeats`` times,
 alternating the two methods, and each step's time is the minimum over repeats (the
 trajectories are deterministic; only the timings vary on a shared machine).
@@ -25,7 +30,8 @@ trajectories are deterministic; only the timings vary on a shared machine).
 Printed: the perplexity scikit-learn reaches after each ``--checkpoints`` iteration
 count and its time, the time CAVI needs to reach the same perplexity, and the ratios.
 
-Run: ``.venv/bin/python benchmarks/cavi_lda.py [--num-docs 2000] [--checkpoints 10 20] [--repeats 2]``
+Run: ``.venv/bin/python benchmarks/cavi_lda.py [--num-docs 2000] [--checkpoints 10 20] [--repeats 2] [--overrelax]``
+(and under ``taskset -c 0`` for one core).
 """
 
 from __future__ import annotations
@@ -105,6 +111,7 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=int, nargs="+", default=[10, 20], help="scikit-learn iteration counts compared")
     parser.add_argument("--max-sweeps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--overrelax", action="store_true", help="over-relaxed steps (CAVI(model, overrelax=True))")
     args = parser.parse_args()
 
     import jax
@@ -135,7 +142,7 @@ def main() -> None:
         return sklearn_perplexity(evaluator, concentration, test)
 
     num_iter = max(args.checkpoints)
-    cavi = CAVI(zoo.numpyro_model)
+    cavi = CAVI(zoo.numpyro_model, overrelax=args.overrelax)
     update = jax.jit(cavi.update)
     sk_steps, cavi_steps, inits, compile_time = [], [], [], None
     for _ in range(args.repeats):

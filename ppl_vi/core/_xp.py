@@ -65,6 +65,9 @@ def _torch_special() -> SimpleNamespace:
         solve_triangular_upper=lambda U, b: torch.linalg.solve_triangular(U, b, upper=True),
         stop_gradient=lambda x: x.detach(),
         einsum=torch.einsum,
+        # eager torch computes every operation once and reduces any axis at memory speed
+        materialize=lambda x: x,
+        logsumexp_small=lambda x: torch.logsumexp(x, dim=-1, keepdim=True),
     )
 
 
@@ -91,7 +94,52 @@ def _jax_special() -> SimpleNamespace:
         solve_triangular_upper=lambda U, b: jax.scipy.linalg.solve_triangular(U, b, lower=False),
         stop_gradient=jax.lax.stop_gradient,
         einsum=jnp.einsum,
+        materialize=_jax_materialize,
+        logsumexp_small=_jax_logsumexp_small,
     )
+
+
+def _jax_materialize(x):
+    """``x``, computed once as an array before its consumers read it (exact).
+
+    XLA on CPU fuses elementwise producers into a consumer ``gather`` and recomputes the
+    producer for every gathered element: LDA's ``E[log topics]`` table (a ``digamma`` of
+    K x V values) would be evaluated once per token and topic. A dot is never fused into
+    a gather, so the table goes through one: a contraction with ``[1, 0]`` over a new
+    axis of size 2 (size 1 would be simplified back into a fusible multiply), which is
+    exact: ``x * 1 + 0 * 0``.
+    """
+    import jax.numpy as jnp
+
+    return jnp.stack([x, jnp.zeros_like(x)], axis=-1) @ jnp.asarray([1.0, 0.0], dtype=x.dtype)
+
+
+_UNROLL_MAX = 64
+
+
+def _jax_logsumexp_small(x):
+    """``logsumexp(x, axis=-1, keepdims=True)`` for a short last axis (same value).
+
+    The gradient of an enumerated site comes out of the objective's ``einsum`` with its
+    last (support) axis physically major; XLA on CPU reduces over a major axis about ten
+    times slower than it runs elementwise passes over contiguous slices, so up to
+    ``_UNROLL_MAX`` entries the maximum and the sum are unrolled into such passes.
+    """
+    import jax
+    import jax.numpy as jnp
+    import jax.scipy.special as jss
+
+    size = x.shape[-1]
+    if size > _UNROLL_MAX:
+        return jss.logsumexp(x, axis=-1, keepdims=True)
+    top = x[..., 0]
+    for i in range(1, size):
+        top = jnp.maximum(top, x[..., i])
+    top = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0.0))  # as jax.scipy's: all -inf rows give -inf
+    total = jnp.exp(x[..., 0] - top)
+    for i in range(1, size):
+        total = total + jnp.exp(x[..., i] - top)
+    return (top + jnp.log(total))[..., None]
 
 
 _TABLES: dict[str, SimpleNamespace] = {}
@@ -107,7 +155,10 @@ def special(*arrays: Any) -> SimpleNamespace:
         softmax, log_softmax, softplus, sigmoid, log_sigmoid, xlogy, logdet,
         cholesky, solve_triangular_lower(L, b), solve_triangular_upper(U, b)``
         (triangular solves take ``b`` of shape ``(..., n, k)``), ``stop_gradient``,
-        ``einsum(subscripts, *operands)``.
+        ``einsum(subscripts, *operands)``; two layout helpers with the value of the
+        identity and of ``logsumexp(x, axis=-1, keepdims=True)``, ``materialize(x)`` and
+        ``logsumexp_small(x)``, that work around XLA CPU's fusion and layout choices
+        (see ``_jax_materialize`` and ``_jax_logsumexp_small``; plain in torch).
     """
     arrays = [a for a in arrays if not isinstance(a, (int, float, bool, complex))]
     if any(is_torch(a) for a in arrays):

@@ -251,7 +251,8 @@ def expected_log_joint(plan: Plan, mu: MeanParams, only: Optional[str] = None, w
 def natural_update(spec: LatentSpec, grad: tuple) -> tuple:
     """Optimal natural parameter of ``q_j`` from ``grad_{mu_j} F`` (divided by the site scale).
 
-    Matrix statistics are symmetrized; Categorical log-probabilities normalized.
+    Matrix statistics are symmetrized; Categorical log-probabilities normalized (over
+    the support, which is short: ``logsumexp_small`` of :mod:`ppl_vi.core._xp`).
     """
     xp = namespace(grad[0])
     eta = [g / spec.scale for g in grad]
@@ -259,7 +260,7 @@ def natural_update(spec: LatentSpec, grad: tuple) -> tuple:
     if matrix_stat is not None:
         eta[matrix_stat] = 0.5 * (eta[matrix_stat] + xp.matrix_transpose(eta[matrix_stat]))
     if spec.q_family == "Categorical":
-        eta[0] = eta[0] - special(eta[0]).logsumexp(eta[0], axis=-1, keepdims=True)
+        eta[0] = eta[0] - special(eta[0]).logsumexp_small(eta[0])
     return tuple(eta)
 
 

@@ -107,6 +107,8 @@ class SimplexMoments:
     The parameter at batch position ``b`` is row ``rows[b]`` of ``table`` (shape (R, K)),
     so ``log_at(x)`` can read ``E[log p_x]`` without materializing a (batch, K) array —
     LDA's ``topics[assignment]`` under enumeration would otherwise be tokens x vocabulary.
+    The table itself is materialized before the gather (``special().materialize``), so
+    that a compiler computes its entries once, not once per gathered element.
     """
 
     table: Array
@@ -117,11 +119,11 @@ class SimplexMoments:
         xp = namespace(self.table)
         num_categories = self.table.shape[-1]
         flat = self.rows * num_categories + xp.astype(x, self.rows.dtype)
-        return gather_atoms(xp.reshape(self.table, (-1,)), flat, 0)
+        return gather_atoms(xp.reshape(special(self.table).materialize(self.table), (-1,)), flat, 0)
 
     def full(self) -> Array:
         """``E[log p]``, shape ``rows.shape + (K,)``."""
-        return gather_atoms(self.table, self.rows, 1)
+        return gather_atoms(special(self.table).materialize(self.table), self.rows, 1)
 
 
 def _outer(a: Array) -> Array:

@@ -135,9 +135,16 @@ class CAVI:
         Independent starts (run one after the other); the best final ELBO is kept.
     overrelax : bool
         Adaptive over-relaxation (:mod:`ppl_vi.core.cavi_overrelax`): each step is a
-        sweep plus an extrapolation of the continuous sites kept only when its exact
-        ELBO is higher — monotone like plain CAVI, and several times fewer steps on
-        mixtures with overlapping components. ``False``: plain sweeps.
+        sweep plus an extrapolation of the continuous sites, kept only when its exact
+        ELBO is higher — monotone like plain CAVI. On a 100k-point Gaussian mixture with
+        overlapping components it took 3-9 times fewer steps, each costing about two
+        sweeps; on LDA it saved one sweep in eight, so plain sweeps are the default.
+    seed_from_data : bool
+        A discrete site that selects the Dirichlet row of a Categorical observation (LDA's
+        topics) starts from rows seeded by the counts of random groups of observations
+        (:mod:`ppl_vi.core.cavi_start`): on 2,000 documents it reached scikit-learn's
+        perplexity in 8 sweeps instead of 34. ``False``: Dirichlet(1) responsibilities,
+        which on small corpora with few topics reached better optima.
 
     Notes
     -----
@@ -146,12 +153,13 @@ class CAVI:
     starts) comes from torch's global RNG, as in Pyro (``pyro.set_rng_seed``).
     """
 
-    def __init__(self, model: Callable, *, num_restarts: int = 1, overrelax: bool = True):
+    def __init__(self, model: Callable, *, num_restarts: int = 1, overrelax: bool = False, seed_from_data: bool = True):
         if num_restarts < 1:
             raise ValueError(f"num_restarts must be >= 1; got {num_restarts}")
         self.model = model
         self.num_restarts = num_restarts
         self.overrelax = overrelax
+        self.seed_from_data = seed_from_data
         self._plan: Optional[Plan] = None
         self._run_sites = None
 
@@ -170,7 +178,7 @@ class CAVI:
         rng = np.random.default_rng(seed)
         prior = self._run_sites(None, seed)
         base = {n: to_torch(prior[n].value) for n, s in plan.latents.items() if not s.discrete}
-        resp = {n: to_torch(initial_responsibilities(plan, s, rng, to_numpy)) for n, s in plan.latents.items() if s.discrete}
+        resp = {n: to_torch(initial_responsibilities(plan, s, rng, to_numpy, self.seed_from_data)) for n, s in plan.latents.items() if s.discrete}
         eta, mu = initial_state(plan, base, resp)
         return CAVIState(eta, mu, torch.tensor(-float("inf")), 0, torch.tensor(0.0))
 

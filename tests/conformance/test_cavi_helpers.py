@@ -10,7 +10,7 @@ import models
 
 
 @functools.lru_cache(maxsize=None)
-def fit(backend: str, name: str, seed: int = 0, num_restarts: int = 1, tol: float = 1e-13, **sizes):
+def fit(backend: str, name: str, seed: int = 0, num_restarts: int = 1, tol: float = 1e-13, seed_from_data: bool = True, **sizes):
     """Run CAVI on zoo model ``name``; returns ``(result, numpy data, cavi)``.
 
     Cached: tests that need the same fit (exactness, parity) share it; results are
@@ -24,14 +24,14 @@ def fit(backend: str, name: str, seed: int = 0, num_restarts: int = 1, tol: floa
 
         from ppl_vi.numpyro import CAVI
 
-        cavi = CAVI(zoo.numpyro_model, num_restarts=num_restarts)
+        cavi = CAVI(zoo.numpyro_model, num_restarts=num_restarts, seed_from_data=seed_from_data)
         return cavi.run(jax.random.PRNGKey(seed), **data, tol=tol), raw, cavi
     import torch
 
     from ppl_vi.pyro import CAVI
 
     torch.manual_seed(seed)
-    cavi = CAVI(zoo.pyro_model, num_restarts=num_restarts)
+    cavi = CAVI(zoo.pyro_model, num_restarts=num_restarts, seed_from_data=seed_from_data)
     return cavi.run(**data, tol=tol), raw, cavi
 
 

@@ -100,7 +100,9 @@ def test_lda_fixed_point_is_scikit_learns(backend):
 
 @pytest.mark.slow
 def test_lda_from_scratch_is_no_worse_than_scikit_learn():
-    result, raw, _ = fit("numpyro", "lda", seed=1, num_restarts=4, num_docs=40, doc_length=60)
+    # random (Dirichlet(1)) starts: on a corpus this small, with few topics, the data-seeded
+    # start commits early and its restarts ended 10-50 nats lower (see ppl_vi.core.cavi_start)
+    result, raw, _ = fit("numpyro", "lda", seed=1, num_restarts=4, seed_from_data=False, num_docs=40, doc_length=60)
     counts = models.get("lda").extras["token_counts"](raw).astype(np.float64)
     bounds = []
     for seed in range(4):
