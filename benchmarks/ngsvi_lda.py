@@ -38,6 +38,7 @@ Run: ``.venv/bin/python benchmarks/ngsvi_lda.py [--num-docs 2000] [--epochs 3]``
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -73,13 +74,13 @@ def time_to(curve: list, target: float) -> float:
     return next(t for t, p in curve if p <= target)
 
 
-def run_sklearn(args, train, test, priors) -> list:
+def run_sklearn(args, train, test, priors, seed: int) -> list:
     """(cumulative seconds, held-out perplexity) every ``eval_every`` batches of ``partial_fit``."""
     from sklearn.decomposition import LatentDirichletAllocation
     from sklearn.utils import gen_batches
 
     estimator = LatentDirichletAllocation(n_components=args.num_topics, learning_method="online", batch_size=args.batch_size,
-                                          learning_offset=10.0, learning_decay=0.7, total_samples=train.shape[0], random_state=0,
+                                          learning_offset=10.0, learning_decay=0.7, total_samples=train.shape[0], random_state=seed,
                                           **priors)
     curve, elapsed, count = [], 0.0, 0
     for epoch in range(1, args.epochs + 1):
@@ -90,43 +91,60 @@ def run_sklearn(args, train, test, priors) -> list:
             count += 1
             if count % args.eval_every == 0:
                 curve.append((elapsed, float(estimator.perplexity(test))))
-        print(f"scikit-learn online  epoch {epoch}: held-out perplexity {curve[-1][1]:9.2f}  train time {elapsed:7.2f} s")
+        print(f"  scikit-learn online  epoch {epoch}: held-out perplexity {curve[-1][1]:9.2f}  train time {elapsed:7.2f} s")
     return curve
 
 
-def run_ngsvi(args, words, test, raw, scorer) -> list:
-    """(cumulative seconds, held-out perplexity) every ``eval_every`` NGSVI steps."""
+def compile_ngsvi(args, words, raw):
+    """The planned NGSVI object, its planned state and the compiled (donating) step; prints the time this takes."""
     import jax
     import jax.numpy as jnp
 
-    from ppl_vi.core import expfam
-    from ppl_vi.core.ngsvi import epoch_batches
     from ppl_vi.numpyro import NaturalGradientSVI
-    from ppl_vi.numpyro.ngsvi import NGSVIState
 
-    num_train = words.shape[1]
-    dirichlet = expfam.family("Dirichlet")
-    ngsvi = NaturalGradientSVI(lda_docs, local_plate="docs", num_data=num_train, batch_size=args.batch_size,
+    ngsvi = NaturalGradientSVI(lda_docs, local_plate="docs", num_data=words.shape[1], batch_size=args.batch_size,
                                step_size=lambda t: (10.0 + t + 1.0) ** -0.7, local_tol=args.local_tol, full_data_start=False)
     start = time.perf_counter()
     state = ngsvi.init(jax.random.PRNGKey(0), words=jnp.asarray(words), num_topics=args.num_topics, vocab_size=args.vocab_size,
                        alpha=raw["alpha"], eta=raw["eta"])
-    # scikit-learn's start: topics lambda ~ Gamma(100, 1/100) (its draw for random_state=0), and each document's
-    # E-step from gamma ~ Gamma(100, 1/100) (here: flat responsibilities, so the first pass gives gamma = alpha + L/K)
-    lam = np.random.RandomState(0).gamma(100.0, 1.0 / 100.0, (args.num_topics, args.vocab_size))
-    gamma = np.random.RandomState(1).gamma(100.0, 1.0 / 100.0, (num_train, args.num_topics))
-    flat = np.full(state.mean["assignment"][0].shape, 1.0 / args.num_topics)
-    start_eta = {"topics": (jnp.asarray(lam - 1.0),), "doc_topics": (jnp.asarray(gamma - 1.0),), "assignment": (jnp.asarray(np.log(flat)),)}
-    start_mu = {"topics": tuple(dirichlet.mean_from_natural(start_eta["topics"])),
-                "doc_topics": tuple(dirichlet.mean_from_natural(start_eta["doc_topics"])), "assignment": (jnp.asarray(flat),)}
-    state = NGSVIState({**state.natural, **start_eta}, {**state.mean, **start_mu}, 0)
     # compile the (donating) step on a throw-away copy of the state
     jax.block_until_ready(ngsvi.update(jax.tree.map(jnp.copy, state), np.arange(args.batch_size), donate=True).natural)
-    print(f"NGSVI planning + compilation: {time.perf_counter() - start:.2f} s (not counted below)")
-    rng = np.random.default_rng(0)
+    print(f"NGSVI planning + compilation: {time.perf_counter() - start:.2f} s (once; not counted below)")
+    return ngsvi, state
+
+
+def scikit_learn_start(args, planned, seed: int):
+    """scikit-learn's start for ``random_state=seed``: topics ``lambda ~ Gamma(100, 1/100)`` (its own draw);
+    documents from ``gamma ~ Gamma(100, 1/100)`` and flat token responsibilities (the first pass gives
+    ``gamma = alpha + L/K``, as scikit-learn's first E-step iteration)."""
+    import jax.numpy as jnp
+
+    from ppl_vi.core import expfam
+    from ppl_vi.numpyro.ngsvi import NGSVIState
+
+    dirichlet = expfam.family("Dirichlet")
+    num_train = planned.mean["doc_topics"][0].shape[0]
+    lam = np.random.RandomState(seed).gamma(100.0, 1.0 / 100.0, (args.num_topics, args.vocab_size))
+    gamma = np.random.RandomState(seed + 1).gamma(100.0, 1.0 / 100.0, (num_train, args.num_topics))
+    flat = np.full(planned.mean["assignment"][0].shape, 1.0 / args.num_topics)
+    eta = {"topics": (jnp.asarray(lam - 1.0),), "doc_topics": (jnp.asarray(gamma - 1.0),), "assignment": (jnp.asarray(np.log(flat)),)}
+    mu = {"topics": tuple(dirichlet.mean_from_natural(eta["topics"])), "doc_topics": tuple(dirichlet.mean_from_natural(eta["doc_topics"])),
+          "assignment": (jnp.asarray(flat),)}
+    return NGSVIState({**planned.natural, **eta}, {**planned.mean, **mu}, 0)
+
+
+def run_ngsvi(args, ngsvi, state, test, scorer, seed: int) -> list:
+    """(cumulative seconds, held-out perplexity) every ``eval_every`` NGSVI steps."""
+    import jax
+
+    from ppl_vi.core import expfam
+    from ppl_vi.core.ngsvi import epoch_batches
+
+    dirichlet = expfam.family("Dirichlet")
+    rng = np.random.default_rng(seed)
     curve, elapsed = [], 0.0
     for epoch in range(1, args.epochs + 1):
-        for batch in epoch_batches(num_train, args.batch_size, rng):
+        for batch in epoch_batches(ngsvi.plate.size, args.batch_size, rng):
             start = time.perf_counter()
             state = ngsvi.update(state, batch, donate=True)
             jax.block_until_ready(state.natural)  # every step, so that no work runs outside the timed intervals
@@ -134,7 +152,7 @@ def run_ngsvi(args, words, test, raw, scorer) -> list:
             if state.step % args.eval_every == 0:
                 topics = dirichlet.params_from_natural(state.natural["topics"])["concentration"]
                 curve.append((elapsed, scorer(np.asarray(topics), test)))
-        print(f"ppl_vi NGSVI         epoch {epoch}: held-out perplexity {curve[-1][1]:9.2f}  train time {elapsed:7.2f} s")
+        print(f"  ppl_vi NGSVI         epoch {epoch}: held-out perplexity {curve[-1][1]:9.2f}  train time {elapsed:7.2f} s")
     return curve
 
 
@@ -144,12 +162,13 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=1000)
     parser.add_argument("--num-topics", type=int, default=20)
     parser.add_argument("--doc-length", type=int, default=50)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=128, help="both methods (scikit-learn's default)")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating scikit-learn / NGSVI runs, seeds 0, 1, ...")
     parser.add_argument("--held-out", type=float, default=0.1)
     parser.add_argument("--eval-every", type=int, default=3, help="batches between held-out evaluations (both methods)")
-    parser.add_argument("--local-tol", type=float, default=1e-2,
-                        help="NGSVI local CAVI stops when no local mean parameter moves by more than this")
+    parser.add_argument("--local-tol", type=float, default=None,
+                        help="NGSVI local CAVI tolerance (ppl_vi.core.ngsvi.row_change); default: the library's")
     args = parser.parse_args()
 
     import jax
@@ -158,7 +177,9 @@ def main() -> None:
     from sklearn.decomposition import LatentDirichletAllocation
 
     import models
+    from ppl_vi.core.ngsvi import LOCAL_TOL
 
+    args.local_tol = LOCAL_TOL if args.local_tol is None else args.local_tol
     zoo = models.get("lda")
     raw = zoo.generate_data(0, num_docs=args.num_docs, vocab_size=args.vocab_size, num_topics=args.num_topics, doc_length=args.doc_length)
     counts = zoo.extras["token_counts"](raw).astype(np.float64)
@@ -167,16 +188,22 @@ def main() -> None:
     words = raw["words"].reshape(args.num_docs, args.doc_length)[:num_train].T
     priors = dict(doc_topic_prior=raw["alpha"], topic_word_prior=raw["eta"])
     print(f"corpus: {num_train} training + {args.num_docs - num_train} held-out documents, {args.vocab_size} words, "
-          f"{args.num_topics} topics, {args.doc_length} tokens/document; batch {args.batch_size}")
+          f"{args.num_topics} topics, {args.doc_length} tokens/document; batch {args.batch_size}; NGSVI local_tol {args.local_tol:g}")
 
-    sk_curve = run_sklearn(args, train, test, priors)
     scorer_estimator = LatentDirichletAllocation(n_components=args.num_topics, random_state=0, **priors).fit(test[:2])
-    ng_curve = run_ngsvi(args, words, test, raw, lambda topics, docs: sklearn_perplexity(scorer_estimator, topics, docs))
-
-    target = max(min(p for _, p in sk_curve), min(p for _, p in ng_curve))
-    t_sk, t_ng = time_to(sk_curve, target), time_to(ng_curve, target)
-    print(f"equal held-out perplexity {target:.2f}: scikit-learn {t_sk:.2f} s, NGSVI {t_ng:.2f} s, "
-          f"NGSVI/scikit-learn time ratio {t_ng / t_sk:.2f}")
+    scorer = lambda topics, docs: sklearn_perplexity(scorer_estimator, topics, docs)  # noqa: E731
+    ngsvi, planned = compile_ngsvi(args, words, raw)
+    ratios = []
+    for seed in range(args.repeats):
+        print(f"run {seed} (seed {seed}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+        sk_curve = run_sklearn(args, train, test, priors, seed)
+        ng_curve = run_ngsvi(args, ngsvi, scikit_learn_start(args, planned, seed), test, scorer, seed)
+        target = max(min(p for _, p in sk_curve), min(p for _, p in ng_curve))
+        t_sk, t_ng = time_to(sk_curve, target), time_to(ng_curve, target)
+        ratios.append(t_ng / t_sk)
+        print(f"  equal held-out perplexity {target:.2f}: scikit-learn {t_sk:.2f} s, NGSVI {t_ng:.2f} s, "
+              f"NGSVI/scikit-learn time ratio {t_ng / t_sk:.2f}")
+    print(f"NGSVI/scikit-learn time ratios {', '.join(f'{r:.2f}' for r in ratios)}; median {np.median(ratios):.2f}")
 
 
 if __name__ == "__main__":

@@ -59,8 +59,8 @@ class LocalPlate:
     program_order: tuple = ()
 
 
-def local_plate(name: str, frames: Mapping[str, Sequence[tuple]], num_data: int | None, batch_size: int) -> LocalPlate:
-    """Validate the subsampled plate from the sites' plate frames.
+def local_plate(name: str, frames: Mapping[str, Sequence[tuple]], num_data: int | None, batch_size: int | None, default_batch_size: int) -> tuple[LocalPlate, int]:
+    """Validate the subsampled plate from the sites' plate frames, and the batch size.
 
     Parameters
     ----------
@@ -69,6 +69,13 @@ def local_plate(name: str, frames: Mapping[str, Sequence[tuple]], num_data: int 
         in program order.
     num_data : int or None
         Expected plate size (``None``: take the plate's size).
+    batch_size : int or None
+        Requested minibatch size, in ``[1, plate size]``; ``None``: ``default_batch_size``,
+        or the plate's size when that is smaller.
+
+    Returns
+    -------
+    (plate, batch_size)
     """
     found = {f[0]: (f[1], f[2]) for fs in frames.values() for f in fs}
     if name not in found:
@@ -76,10 +83,11 @@ def local_plate(name: str, frames: Mapping[str, Sequence[tuple]], num_data: int 
     dim, size = found[name]
     if num_data is not None and int(num_data) != int(size):
         raise ValueError(f"num_data={num_data} but plate {name!r} has size {size}")
-    if not 1 <= int(batch_size) <= int(size):
+    batch_size = min(int(default_batch_size), int(size)) if batch_size is None else int(batch_size)
+    if not 1 <= batch_size <= int(size):
         raise ValueError(f"batch_size must be in [1, num_data={size}]; got {batch_size}")
     sites = frozenset(s for s, fs in frames.items() if any(f[0] == name for f in fs))
-    return LocalPlate(name, int(dim), int(size), sites, tuple(frames))
+    return LocalPlate(name, int(dim), int(size), sites, tuple(frames)), batch_size
 
 
 def check_indices(indices: Any, plate: LocalPlate) -> np.ndarray:

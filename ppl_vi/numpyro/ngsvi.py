@@ -114,15 +114,19 @@ class NaturalGradientSVI:
         Name of the plate that is subsampled; latent sites inside it are local.
     num_data : int, optional
         Size of that plate (checked against the program).
-    batch_size : int
-        Minibatch size ``|B|``.
+    batch_size : int, optional
+        Minibatch size ``|B|``; default :data:`~ppl_vi.core.ngsvi.BATCH_SIZE` (128, as
+        scikit-learn's online LDA), or the plate's size when smaller.
     step_size : callable, optional
         ``t -> rho_t``; default ``(t + 10)^-0.7`` (:func:`ppl_vi.core.ngsvi.robbins_monro`).
     local_tol, max_local_iters
-        The local CAVI loop stops when, in every plate row of the batch, the mean absolute
-        change of each local site's mean parameters is at most ``local_tol``
-        (:func:`ppl_vi.core.ngsvi.row_change`), or after ``max_local_iters`` passes; one
-        pass when there is a single local site (it is then exact).
+        The local CAVI loop of a step stops when the batch rows' mean absolute change of
+        the local mean parameters, averaged over the rows, is at most ``local_tol``
+        (:func:`ppl_vi.core.ngsvi.row_change`; default
+        :data:`~ppl_vi.core.ngsvi.LOCAL_TOL`), or after ``max_local_iters`` passes
+        (default 100, as scikit-learn); one pass when there is a single local site (it is
+        then exact). :meth:`evaluate` refits the locals of all rows to
+        :data:`~ppl_vi.core.ngsvi.EVALUATE_TOL`.
     full_data_start : bool
         Whether :meth:`init` fits the start on all the data (two candidate starts, each
         followed by :data:`~ppl_vi.core.ngsvi.START_PASSES` full-data CAVI passes over the
@@ -135,16 +139,17 @@ class NaturalGradientSVI:
         model: Callable,
         local_plate: str = "data",
         num_data: Optional[int] = None,
-        batch_size: int = 100,
+        batch_size: Optional[int] = None,
         step_size: Optional[Callable[[int], float]] = None,
-        local_tol: float = 1e-6,
-        max_local_iters: int = 100,
+        local_tol: float = core.LOCAL_TOL,
+        max_local_iters: int = core.MAX_LOCAL_ITERS,
         full_data_start: bool = True,
     ):
         self.model = model
         self.local_plate_name = local_plate
         self.num_data = num_data
-        self.batch_size = int(batch_size)
+        self.requested_batch_size = batch_size
+        self.batch_size: Optional[int] = None  # set by init
         self.step_size = core.robbins_monro() if step_size is None else step_size
         self.local_tol = float(local_tol)
         self.max_local_iters = int(max_local_iters)
@@ -154,7 +159,8 @@ class NaturalGradientSVI:
 
     def init(self, rng_key: jax.Array, *args: Any, **kwargs: Any) -> NGSVIState:
         """Plan the program and pick the start (see ``full_data_start``)."""
-        plate = core.local_plate(self.local_plate_name, _plate_frames(self.model, args, kwargs), self.num_data, self.batch_size)
+        frames = _plate_frames(self.model, args, kwargs)
+        plate, self.batch_size = core.local_plate(self.local_plate_name, frames, self.num_data, self.requested_batch_size, core.BATCH_SIZE)
         self.split = core.split_plan(self.cavi.plan(*args, **kwargs), plate)
         self.plan, self.plate, self.locals, self.globals = self.split.plan, plate, self.split.locals, self.split.globals
         start = self.cavi.init(rng_key)
@@ -192,7 +198,7 @@ class NaturalGradientSVI:
         return NGSVIState(eta, mu, state.step + 1)
 
     def _evaluate_fn(self, eta: dict, mu: dict) -> tuple[dict, dict, jax.Array]:
-        eta, mu = core.local_cavi(self.plan, self.plate, self.locals, eta, mu, _HOST, self.local_tol, self.max_local_iters)
+        eta, mu = core.local_cavi(self.plan, self.plate, self.locals, eta, mu, _HOST, core.EVALUATE_TOL, self.max_local_iters)
         return eta, mu, exact_elbo(self.plan, mu, eta)
 
     def evaluate(self, state: NGSVIState) -> tuple[NGSVIState, float]:

@@ -42,6 +42,10 @@ def _scatter(full: torch.Tensor, axis: int, indices: torch.Tensor, rows: torch.T
     return full.index_copy(axis, indices, rows)
 
 
+def _scatter_in_place(full: torch.Tensor, axis: int, indices: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    return full.index_copy_(axis, indices, rows)
+
+
 def _while_loop(cond: Callable, body: Callable, carry: Any) -> Any:
     while bool(cond(carry)):
         carry = body(carry)
@@ -49,6 +53,7 @@ def _while_loop(cond: Callable, body: Callable, carry: Any) -> Any:
 
 
 _HOST = core.Host(_grad, _scatter, _while_loop)
+_HOST_IN_PLACE = core.Host(_grad, _scatter_in_place, _while_loop)
 
 
 class NGSVIState(NamedTuple):
@@ -114,16 +119,17 @@ class NaturalGradientSVI:
         model: Callable,
         local_plate: str = "data",
         num_data: Optional[int] = None,
-        batch_size: int = 100,
+        batch_size: Optional[int] = None,
         step_size: Optional[Callable[[int], float]] = None,
-        local_tol: float = 1e-6,
-        max_local_iters: int = 100,
+        local_tol: float = core.LOCAL_TOL,
+        max_local_iters: int = core.MAX_LOCAL_ITERS,
         full_data_start: bool = True,
     ):
         self.model = model
         self.local_plate_name = local_plate
         self.num_data = num_data
-        self.batch_size = int(batch_size)
+        self.requested_batch_size = batch_size
+        self.batch_size: Optional[int] = None  # set by init
         self.step_size = core.robbins_monro() if step_size is None else step_size
         self.local_tol = float(local_tol)
         self.max_local_iters = int(max_local_iters)
@@ -133,7 +139,8 @@ class NaturalGradientSVI:
 
     def init(self, *args: Any, **kwargs: Any) -> NGSVIState:
         """Plan the program and pick the start (see ``full_data_start``)."""
-        plate = core.local_plate(self.local_plate_name, _plate_frames(self.model, args, kwargs), self.num_data, self.batch_size)
+        frames = _plate_frames(self.model, args, kwargs)
+        plate, self.batch_size = core.local_plate(self.local_plate_name, frames, self.num_data, self.requested_batch_size, core.BATCH_SIZE)
         self.split = core.split_plan(self.cavi.plan(*args, **kwargs), plate)
         self.plan, self.plate, self.locals, self.globals = self.split.plan, plate, self.split.locals, self.split.globals
         start = self.cavi.init()
@@ -147,16 +154,22 @@ class NaturalGradientSVI:
         return max(candidates, key=lambda state: self.evaluate(state)[1])
 
     def _fit_locals(self, eta: dict, mu: dict) -> tuple[dict, dict]:
-        return core.local_cavi(self.plan, self.plate, self.locals, eta, mu, _HOST, self.local_tol, self.max_local_iters)
+        return core.local_cavi(self.plan, self.plate, self.locals, eta, mu, _HOST, core.EVALUATE_TOL, self.max_local_iters)
 
-    def update(self, state: NGSVIState, indices: np.ndarray, rho: Optional[float] = None) -> NGSVIState:
-        """One step on the minibatch ``indices`` (distinct plate positions); ``rho`` defaults to ``step_size(state.step)``."""
+    def update(self, state: NGSVIState, indices: np.ndarray, rho: Optional[float] = None, donate: bool = False) -> NGSVIState:
+        """One step on the minibatch ``indices`` (distinct plate positions); ``rho`` defaults to ``step_size(state.step)``.
+
+        With ``donate=True`` the new local rows are written into the tensors of ``state``
+        (``index_copy_``) instead of into copies of every local tensor, so ``state`` must
+        not be used again; :meth:`run` donates.
+        """
         if self.plan is None:
             raise RuntimeError("call init(*args) before update(state, indices)")
         indices = torch.as_tensor(core.check_indices(indices, self.plate))
         rho = self.step_size(state.step) if rho is None else rho
         with torch.no_grad():
-            eta, mu = core.step(self.split, _HOST, state.natural, state.mean, indices, rho, self.local_tol, self.max_local_iters)
+            host = _HOST_IN_PLACE if donate else _HOST
+            eta, mu = core.step(self.split, host, state.natural, state.mean, indices, rho, self.local_tol, self.max_local_iters)
         return NGSVIState(eta, mu, state.step + 1)
 
     def evaluate(self, state: NGSVIState) -> tuple[NGSVIState, float]:
@@ -169,6 +182,7 @@ class NaturalGradientSVI:
         """``num_epochs`` passes of random minibatches; the ELBO every ``elbo_every`` steps (default: each epoch)."""
         start = time.perf_counter()
         state = self.init(*args, **kwargs)
+        state = NGSVIState(*({n: tuple(a.clone() for a in arrays) for n, arrays in tree.items()} for tree in state[:2]), 0)  # donated below
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ())))
         per_epoch = -(-self.plate.size // self.batch_size)
         every = per_epoch if elbo_every is None else int(elbo_every)
@@ -178,7 +192,7 @@ class NaturalGradientSVI:
         for _ in bar:
             if not batches:
                 batches = core.epoch_batches(self.plate.size, self.batch_size, rng)
-            state = self.update(state, batches.pop(0))
+            state = self.update(state, batches.pop(0), donate=True)
             if state.step % every == 0:
                 state, value = self.evaluate(state)
                 elbos.append(value)
