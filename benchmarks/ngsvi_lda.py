@@ -3,13 +3,17 @@
 Corpus: the zoo's ``lda`` generator (default 2,000 documents x 1,000 words, 20 topics,
 ``--doc-length`` tokens each); the last ``--held-out`` fraction of the documents is held
 out. Both methods use the same priors (``doc_topic_prior = alpha``, ``topic_word_prior =
-eta``), batch size, Robbins–Monro schedule ``rho = (10 + n)^-0.7`` with ``n = 1, 2, ...``
-the batch count (scikit-learn's ``n_batch_iter_``), and the same start: topics
-``lambda ~ Gamma(100, 1/100)`` drawn as scikit-learn draws it for ``random_state=0``, and
-nearly flat local factors (scikit-learn starts each document's E-step from
-``gamma ~ Gamma(100, 1/100)``; NGSVI's documents start from ``gamma ~ Gamma(100, 1/100)``
-and flat token responsibilities). NGSVI is built with ``full_data_start=False``: no
-full-data work before the first step.
+eta``), batch size (scikit-learn's default, 128), Robbins–Monro schedule ``rho = (10 +
+n)^-0.7`` with ``n = 1, 2, ...`` the batch count (scikit-learn's ``n_batch_iter_``), and
+the same start: topics ``lambda ~ Gamma(100, 1/100)`` drawn as scikit-learn draws it for
+``random_state=seed``, and nearly flat local factors (scikit-learn starts each document's
+E-step from ``gamma ~ Gamma(100, 1/100)``; NGSVI's documents start from ``gamma ~
+Gamma(100, 1/100)`` and flat token responsibilities). NGSVI is built with
+``full_data_start=False`` (no full-data work before the first step) and the library's
+default local CAVI stopping rule (``local_tol``, ``max_local_iters``: see
+:mod:`ppl_vi.core.ngsvi`); scikit-learn with its defaults (``mean_change_tol=1e-3``,
+``max_doc_update_iter=100``). NGSVI keeps every document's local factors between visits
+(they warm-start the next visit); scikit-learn redraws them at each visit.
 
 The program given to NGSVI is LDA with the token plate nested inside the document plate
 (``words`` as a ``(doc_length, num_docs)`` array), so that a document's tokens are local
@@ -30,9 +34,12 @@ includes the topics' Dirichlet KL term, which does not shrink with the number of
 words, so on a small held-out set its "perplexity" can exceed the vocabulary size; it is
 the same number for both methods.) NGSVI's time excludes planning and compilation
 (printed separately). Printed: perplexity and cumulative training time after each epoch,
-then the time each needs to reach the lowest perplexity both reach, and the ratio.
+then the time each needs to reach the lowest perplexity both reach, and the ratio. The
+two methods run alternately, ``--repeats`` times (seeds 0, 1, ...: scikit-learn's
+``random_state``, NGSVI's start and batch order), NGSVI compiled once before the first
+run; the load average is printed before each run (timings on a shared machine are noisy).
 
-Run: ``.venv/bin/python benchmarks/ngsvi_lda.py [--num-docs 2000] [--epochs 3]``
+Run: ``.venv/bin/python benchmarks/ngsvi_lda.py [--num-docs 2000] [--epochs 3] [--repeats 3]``
 """
 
 from __future__ import annotations

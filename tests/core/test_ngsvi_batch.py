@@ -170,3 +170,43 @@ def test_dependencies_across_rows_are_refused():
         NaturalGradientSVI(_global_reads_local, local_plate="groups", batch_size=2).init(key, x)
     # the same program with rows read in order is accepted
     NaturalGradientSVI(_crossing, local_plate="groups", batch_size=2).init(key, x, jnp.arange(6))
+
+
+def test_default_batch_size_is_scikit_learns_cut_to_the_plate():
+    frames = {"w": [("topic_plate", -1, 3)], "theta": [("docs", -1, 300)], "z": [("docs", -1, 300), ("tokens", -2, 5)]}
+    plate, batch_size = core.local_plate("docs", frames, None, None, core.BATCH_SIZE)
+    assert (plate.size, plate.dim, plate.sites, batch_size) == (300, -1, frozenset({"theta", "z"}), 128)
+    assert core.local_plate("docs", frames, 300, 7, core.BATCH_SIZE)[1] == 7
+    small = {"theta": [("docs", -1, 20)]}
+    assert core.local_plate("docs", small, None, None, core.BATCH_SIZE)[1] == 20
+    with pytest.raises(ValueError, match=r"batch_size must be in \[1, num_data=20\]; got 21"):
+        core.local_plate("docs", small, None, 21, core.BATCH_SIZE)
+
+
+def test_local_cavi_stops_at_the_first_pass_whose_mean_row_change_is_below_tol():
+    """LDA (two local sites): ``local_cavi`` equals the passes of ``local_pass`` up to the first one whose
+    :func:`row_change` (mean over the documents) is <= tol, where the slowest document's change is still above it."""
+    from ppl_vi.numpyro.ngsvi import _HOST, _grad
+
+    rng = np.random.default_rng(1)
+    words = jnp.asarray(rng.integers(0, 9, size=(6, 23)))
+    ngsvi, state = _setup(lda_docs, "docs", 5, words=words, num_topics=3, vocab_size=9)
+    plan, plate, names, tol = ngsvi.plan, ngsvi.plate, ngsvi.locals, 1e-3
+    one_pass = jax.jit(lambda eta, mu: core.local_pass(plan, names, eta, mu, _grad))
+
+    def slowest(new, old):  # the largest document's mean change, over both sites
+        axis = {n: len(plan.latents[n].batch_shape) + plate.dim for n in names}
+        return max(float(np.max(np.mean(np.abs(np.asarray(a) - np.asarray(b)), axis=tuple(i for i in range(a.ndim) if i != axis[n]))))
+                   for n in names for a, b in zip(new[n], old[n]))
+
+    eta, mu = state.natural, state.mean
+    for passes in range(1, 101):
+        new_eta, new_mu = one_pass(eta, mu)
+        change, largest = float(core.row_change(plan, plate, new_mu, mu, names)), slowest(new_mu, mu)
+        eta, mu = new_eta, new_mu
+        if change <= tol:
+            break
+    assert 2 < passes < 100 and largest > tol
+    stopped = jax.jit(lambda eta, mu: core.local_cavi(plan, plate, names, eta, mu, _HOST, tol, 100))(state.natural, state.mean)
+    for name in names:
+        np.testing.assert_allclose(np.asarray(stopped[0][name][0]), np.asarray(eta[name][0]), rtol=1e-12, atol=1e-12, err_msg=name)

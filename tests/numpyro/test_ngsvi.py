@@ -113,3 +113,20 @@ def test_bad_input_errors():
         core.check_indices(np.array([3, 20]), plate)
     with pytest.raises(ValueError, match="1-D integer array; got dtype float64"):
         core.check_indices(np.array([1.0, 2.0]), plate)
+
+
+def test_row_change_is_the_rows_mean_of_their_largest_mean_change():
+    """Two local sites on a plate of 3 rows (dim -1): a (2, 3, 4) site (a nested plate of 2, 4 categories) and a (3,) site."""
+    from types import SimpleNamespace
+
+    plan = SimpleNamespace(latents={"z": SimpleNamespace(batch_shape=(2, 3)), "theta": SimpleNamespace(batch_shape=(3,))})
+    plate = core.LocalPlate("rows", -1, 3, frozenset({"z", "theta"}))
+    rng = np.random.default_rng(0)
+    old = {"z": (rng.normal(size=(2, 3, 4)),), "theta": (rng.normal(size=(3,)),)}
+    new = {"z": (old["z"][0] + rng.normal(size=(2, 3, 4)),), "theta": (old["theta"][0] + np.array([0.1, 5.0, 0.2]),)}
+    z_rows = np.abs(new["z"][0] - old["z"][0]).mean(axis=(0, 2))                 # each row's mean over its 2 x 4 entries
+    expected = np.maximum(z_rows, [0.1, 5.0, 0.2]).mean()                         # the slow row 1 counts for a third
+    value = core.row_change(plan, plate, {k: tuple(map(jax.numpy.asarray, v)) for k, v in new.items()},
+                            {k: tuple(map(jax.numpy.asarray, v)) for k, v in old.items()}, ("z", "theta"))
+    assert float(value) == pytest.approx(expected, rel=1e-12)
+    assert float(value) < 5.0 / 2  # not the largest row's change

@@ -66,3 +66,21 @@ def test_bad_input_errors():
         NaturalGradientSVI(GMM.pyro_model, batch_size=0).init(**data)
     with pytest.raises(RuntimeError, match="call init"):
         NaturalGradientSVI(GMM.pyro_model).update(None, np.arange(3))
+
+
+def test_donating_update_writes_the_rows_in_place_with_the_same_result():
+    data = GMM.data("pyro", seed=0, num_data=60)
+    pyro.set_rng_seed(0)
+    ngsvi = NaturalGradientSVI(GMM.pyro_model, local_plate="data", full_data_start=False)
+    state = ngsvi.init(**data)
+    assert ngsvi.batch_size == 60  # the default 128, cut to the plate's size
+    copy = NGSVIState(*({n: tuple(a.clone() for a in arrays) for n, arrays in tree.items()} for tree in state[:2]), 0)
+    batch = np.array([3, 17, 40, 59])
+    fresh = ngsvi.update(state, batch)
+    donated = ngsvi.update(copy, batch, donate=True)
+    _assert_same(donated.natural, fresh.natural, ngsvi.locals + ngsvi.globals, tol=0.0)
+    _assert_same(donated.mean, fresh.mean, ngsvi.locals + ngsvi.globals, tol=0.0)
+    for name in ngsvi.locals:  # written into the donated tensors; the other state's are untouched
+        assert donated.natural[name][0].data_ptr() == copy.natural[name][0].data_ptr()
+        assert fresh.natural[name][0].data_ptr() != state.natural[name][0].data_ptr()
+    assert not torch.equal(fresh.natural["assignment"][0], state.natural["assignment"][0])
