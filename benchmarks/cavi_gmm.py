@@ -26,12 +26,14 @@ scikit-learn through ``_initialize``):
   (its ``lower_bound_`` drops constants and uses a joint Normal–Wishart q, so the fits
   are compared through the means, not the bound);
 * NumPyro SVI (AutoNormal, Adam, ``assignment`` marginalized by ``TraceEnum_ELBO``)
-  until it reaches CAVI's ELBO within ``--svi-gap`` nats or its time budget runs out.
-  Its bound, with the assignments summed out, is at least the mean-field ELBO of the
-  same global q, so this comparison favours SVI;
+  until its objective — the bound with the assignments summed out, a 10-draw estimate
+  every 100 steps, not timed — reaches the value CAVI's q of the globals gets in that
+  same objective (20 draws) within ``--svi-gap`` nats, or its time budget runs out.
+  (CAVI's own mean-field ELBO is lower than that value, by about 15 nats at N=20k:
+  comparing SVI's objective with it would favour SVI);
 * the ratios.
 
-Run: ``.venv/bin/python benchmarks/cavi_gmm.py [--num-data 100000] [--svi-budget 120]``
+Run: ``.venv/bin/python benchmarks/cavi_gmm.py [--num-data 100000] [--svi-budget 300] [--skip-pyro]``
 """
 
 from __future__ import annotations
@@ -148,8 +150,8 @@ def main() -> None:
     parser.add_argument("--tol", type=float, default=1e-8, help="CAVI's relative ELBO tolerance")
     parser.add_argument("--sk-max-iter", type=int, default=10_000)
     parser.add_argument("--skip-pyro", action="store_true")
-    parser.add_argument("--svi-budget", type=float, default=120.0, help="seconds of SVI at most (0: skip)")
-    parser.add_argument("--svi-gap", type=float, default=1.0, help="nats below CAVI's ELBO that count as reached")
+    parser.add_argument("--svi-budget", type=float, default=300.0, help="seconds of SVI at most (0: skip)")
+    parser.add_argument("--svi-gap", type=float, default=1.0, help="nats below CAVI's value of SVI's objective that count as reached")
     args = parser.parse_args()
 
     import jax
@@ -216,10 +218,12 @@ def main() -> None:
         pcavi = PyroCAVI(zoo.pyro_model)
         presult = pcavi.run(**data_t, tol=args.tol)
         pstate = pcavi.init()
-        start = time.perf_counter()
-        for _ in range(3):
+        for _ in range(2):  # warm-up
             pstate, _ = pcavi.update(pstate)
-        rows["ppl_vi CAVI (Pyro)"] = ((time.perf_counter() - start) / 3, presult.wall_time, presult.elbo[-1], presult.num_steps)
+        start = time.perf_counter()
+        for _ in range(5):
+            pstate, _ = pcavi.update(pstate)
+        rows["ppl_vi CAVI (Pyro)"] = ((time.perf_counter() - start) / 5, presult.wall_time, presult.elbo[-1], presult.num_steps)
 
     note("scikit-learn, defaults (max_iter=100, tol=1e-3), same start as CAVI")
     sk_default, t_default, warned = _sklearn_defaults(raw, start_resp)
@@ -243,31 +247,60 @@ def main() -> None:
     from numpyro.infer import SVI, TraceEnum_ELBO
     from numpyro.infer.autoguide import AutoNormal
 
+    enum_elbo = TraceEnum_ELBO(max_plate_nesting=1)
+    target, target_se = _marginal_bound(enum_elbo, zoo.numpyro_model, _cavi_global_guide(result.posterior), {}, data, 20)
+    print(f"  CAVI's q of the globals in SVI's objective (assignments summed out): {target:.1f} +- {target_se:.1f} "
+          f"(its mean-field ELBO: {cavi_elbo:.1f})", flush=True)
     guide = AutoNormal(handlers.block(zoo.numpyro_model, hide=["assignment"]))
-    svi = SVI(zoo.numpyro_model, guide, optax.adam(0.05), TraceEnum_ELBO(max_plate_nesting=1))
+    svi = SVI(zoo.numpyro_model, guide, optax.adam(0.05), enum_elbo)
     svi_state = svi.init(jax.random.PRNGKey(0), **data)
     step = jax.jit(lambda s: svi.update(s, **data))
     svi_state, loss = step(svi_state)
     jax.block_until_ready(loss)
-    start, num_svi, best_svi, reached = time.perf_counter(), 0, -np.inf, float("nan")
-    while time.perf_counter() - start < args.svi_budget:
-        svi_state, loss = step(svi_state)
-        num_svi += 1
-        if num_svi % 50 == 0:
-            best_svi = max(best_svi, -float(loss))
-            if best_svi >= cavi_elbo - args.svi_gap:
-                reached = time.perf_counter() - start
-                break
-    svi_time = time.perf_counter() - start
-    rows["NumPyro SVI (AutoNormal, Adam)"] = (svi_time / max(num_svi, 1), reached, best_svi, num_svi)
+    elapsed, num_svi, best_svi, reached = 0.0, 0, -np.inf, float("nan")
+    while elapsed < args.svi_budget:
+        start = time.perf_counter()
+        for _ in range(100):
+            svi_state, loss = step(svi_state)
+        jax.block_until_ready(loss)
+        elapsed += time.perf_counter() - start
+        num_svi += 100
+        best_svi = max(best_svi, _marginal_bound(enum_elbo, zoo.numpyro_model, guide, svi.get_params(svi_state), data, 10)[0])
+        if best_svi >= target - args.svi_gap:
+            reached = elapsed
+            break
+    rows["NumPyro SVI (AutoNormal, Adam)"] = (elapsed / max(num_svi, 1), reached, best_svi, num_svi)
 
     _print(args, rows, t_sk, reached_sk)
+    ours = rows["ppl_vi CAVI (NumPyro)"][1]
     if np.isnan(reached):
-        print(f"SVI did not reach CAVI's ELBO - {args.svi_gap} nats in {args.svi_budget:.0f} s "
-              f"(best {best_svi:.1f}); speed-up >= {svi_time / rows['ppl_vi CAVI (NumPyro)'][1]:.1f}x")
+        print(f"SVI did not reach CAVI's value of its objective - {args.svi_gap} nats in {args.svi_budget:.0f} s "
+              f"(best {best_svi:.1f}); speed-up >= {elapsed / ours:.1f}x")
     else:
-        print(f"time to CAVI's ELBO: SVI {reached:.1f} s vs CAVI {rows['ppl_vi CAVI (NumPyro)'][1]:.1f} s: "
-              f"{reached / rows['ppl_vi CAVI (NumPyro)'][1]:.1f}x")
+        print(f"time to CAVI's value of SVI's objective: SVI {reached:.1f} s vs CAVI {ours:.1f} s: {reached / ours:.1f}x")
+
+
+def _cavi_global_guide(posterior: dict):
+    """A NumPyro guide drawing the global sites from CAVI's q (the model's plates kept)."""
+    import numpyro
+
+    def guide(x, num_components, **_):
+        numpyro.sample("weights", posterior["weights"])
+        with numpyro.plate("components", num_components):
+            numpyro.sample("precisions", posterior["precisions"])
+            numpyro.sample("locs", posterior["locs"])
+
+    return guide
+
+
+def _marginal_bound(enum_elbo, model, guide, params: dict, data: dict, num_particles: int) -> tuple[float, float]:
+    """``E_q[log p(x, globals) - log q(globals)]`` with the assignments summed out (what SVI
+    maximizes): mean and standard error over ``num_particles`` draws."""
+    import jax
+
+    keys = jax.random.split(jax.random.PRNGKey(1), num_particles)
+    values = np.array([-float(enum_elbo.loss(k, params, model, guide, **data)) for k in keys])
+    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(num_particles))
 
 
 def _print(args, rows: dict, t_sk: float, reached_sk: bool) -> None:
