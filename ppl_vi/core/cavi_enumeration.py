@@ -36,7 +36,7 @@ from ppl_vi.core._xp import namespace, special
 
 Array = Any
 
-__all__ = ["AFFINE_VALUE_EVENT_NDIMS", "Weight", "weighted_total", "reduced_total"]
+__all__ = ["AFFINE_VALUE_EVENT_NDIMS", "Weight", "right_aligned", "weighted_total", "reduced_total"]
 
 AFFINE_VALUE_EVENT_NDIMS: dict[str, tuple] = {
     "Normal": (0, 0),
@@ -95,7 +95,6 @@ def _einsum(weights: Sequence[Weight], out_dims: Sequence[int], extra: Optional[
     event = ""
     if extra is not None:
         array, dims, num_event = extra
-        event_shape = tuple(array.shape[array.ndim - num_event :])
         array, label = _operand(Weight(array, tuple(dims) + (None,) * num_event), num_event)
         event = _LETTERS[len(_LETTERS) - num_event :] if num_event else ""
         operands.append(array)
