@@ -71,18 +71,9 @@ def _sklearn_model(raw: dict, resp: np.ndarray, **kwargs):
         def _initialize_parameters(self, X, random_state, xp=None):
             self._initialize(X, resp)
 
-    return FromResponsibilities(
-        n_components=raw["num_components"],
-        covariance_type="full",
-        weight_concentration_prior_type="dirichlet_distribution",
-        weight_concentration_prior=raw["alpha0"],
-        mean_prior=raw["m0"],
-        mean_precision_prior=raw["beta0"],
-        degrees_of_freedom_prior=raw["nu0"],
-        covariance_prior=np.linalg.inv(raw["W0"]),
-        random_state=0,
-        **kwargs,
-    )
+    import models
+
+    return FromResponsibilities(**models.get("bayesian_gmm").extras["sklearn_priors"](raw), random_state=0, **kwargs)
 
 
 def _sklearn_defaults(raw: dict, resp: np.ndarray):

@@ -41,15 +41,7 @@ import time
 from typing import Optional
 
 import numpy as np
-
-
-def sklearn_perplexity(estimator, topic_concentration: np.ndarray, counts: np.ndarray) -> float:
-    """scikit-learn's held-out perplexity of ``counts`` with topics ``Dirichlet(topic_concentration)``."""
-    from scipy.special import psi
-
-    estimator.components_ = np.array(topic_concentration, dtype=np.float64)
-    estimator.exp_dirichlet_component_ = np.exp(psi(estimator.components_) - psi(estimator.components_.sum(1, keepdims=True)))
-    return float(estimator.perplexity(counts))
+from lda_perplexity import sklearn_perplexity
 
 
 def time_to(perplexities: list, times: list, target: float) -> Optional[float]:

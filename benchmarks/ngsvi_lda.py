@@ -49,6 +49,7 @@ import os
 import time
 
 import numpy as np
+from lda_perplexity import sklearn_perplexity
 
 
 def lda_docs(words, num_topics: int, vocab_size: int, alpha: float, eta: float) -> None:
@@ -65,15 +66,6 @@ def lda_docs(words, num_topics: int, vocab_size: int, alpha: float, eta: float) 
         with numpyro.plate("tokens", length, dim=-2):
             assignment = numpyro.sample("assignment", dist.Categorical(doc_topics), infer={"enumerate": "parallel"})
             numpyro.sample("words", dist.Categorical(topics[assignment]), obs=words)
-
-
-def sklearn_perplexity(estimator, topic_concentration: np.ndarray, counts: np.ndarray) -> float:
-    """scikit-learn's held-out perplexity of ``counts`` with topics ``Dirichlet(topic_concentration)``."""
-    from scipy.special import psi
-
-    estimator.components_ = topic_concentration
-    estimator.exp_dirichlet_component_ = np.exp(psi(topic_concentration) - psi(topic_concentration.sum(1, keepdims=True)))
-    return float(estimator.perplexity(counts))
 
 
 def time_to(curve: list, target: float) -> float:

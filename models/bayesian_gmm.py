@@ -33,6 +33,7 @@ No closed-form posterior; the reference is NUTS with ``assignment`` marginalized
 The mixture is invariant under permuting its components, so draws from different
 chains or methods may carry different labels: :func:`relabel` (``extras["relabel"]``)
 aligns the components of every draw to a template and puts them in a canonical order.
+:func:`sklearn_priors` (``extras["sklearn_priors"]``) gives scikit-learn's arguments.
 """
 
 from __future__ import annotations
@@ -141,6 +142,21 @@ def relabel(draws: dict) -> dict:
     return out
 
 
+def sklearn_priors(data: dict) -> dict:
+    """Keyword arguments of scikit-learn's ``BayesianGaussianMixture`` for the same model
+    and priors as ``data`` (the table in the module docstring)."""
+    return {
+        "n_components": int(data["num_components"]),
+        "covariance_type": "full",
+        "weight_concentration_prior_type": "dirichlet_distribution",
+        "weight_concentration_prior": data["alpha0"],
+        "mean_prior": data["m0"],
+        "mean_precision_prior": data["beta0"],
+        "degrees_of_freedom_prior": data["nu0"],
+        "covariance_prior": np.linalg.inv(data["W0"]),
+    }
+
+
 MODEL = register(
     ZooModel(
         name="bayesian_gmm",
@@ -150,6 +166,6 @@ MODEL = register(
         conjugate=True,
         reference="nuts",
         generate_data=generate_data,
-        extras={"relabel": relabel},
+        extras={"relabel": relabel, "sklearn_priors": sklearn_priors},
     )
 )

@@ -177,11 +177,10 @@ def _value_stats(term: Term, mu: MeanParams, latents: Mapping[str, LatentSpec]) 
 
 
 def _enumeration_weights(term: Term, plan: Plan, mu: MeanParams) -> list:
-    """The scale and the probabilities of every enumerated site ``term`` varies along,
-    each as a :class:`Weight` in the term's batch dims (in the probabilities' own layout)."""
+    """The probabilities of every enumerated site ``term`` varies along, each as a
+    :class:`Weight` in the term's batch dims (in the probabilities' own layout)."""
     ndim = len(term.batch_shape)
-    scale = term.scale
-    weights = [right_aligned(scale, ndim)] if not isinstance(scale, (int, float)) else []
+    weights = []
     for spec in plan.latents.values():
         dim, size = spec.enum_dim, spec.support_size
         if not spec.discrete or size <= 1 or ndim < -dim or term.batch_shape[dim] != size:
@@ -198,27 +197,27 @@ def _term_value(term: Term, plan: Plan, mu: MeanParams) -> Array:
     params = {name: _moments(dep, mu, plan.latents) for name, dep in term.params.items()}
     rule = RULES[term.family]
     value_stats = _value_stats(term, mu, plan.latents)
-    weights = _enumeration_weights(term, plan, mu)
-    scale = term.scale if isinstance(term.scale, (int, float)) else 1.0
-    enumerated = len(weights) > (0 if isinstance(term.scale, (int, float)) else 1)
-    if enumerated and term.value[0] == "observed" and term.family in AFFINE_VALUE_EVENT_NDIMS:
+    batch = tuple(term.batch_shape)
+    probs = _enumeration_weights(term, plan, mu)
+    if not probs:
+        log_p = rule(value_stats, params)
+        if term.reinterpreted_ndims:
+            log_p = namespace(log_p).sum(log_p, axis=tuple(range(-term.reinterpreted_ndims, 0)))
+        return namespace(log_p).sum(namespace(log_p).broadcast_to(log_p * term.scale, batch))
+    # enumerated: the scale is one more weight (a mask varies along the batch)
+    factor, weights = (term.scale, probs) if isinstance(term.scale, (int, float)) else (1.0, [right_aligned(term.scale, len(batch)), *probs])
+    if term.value[0] == "observed" and term.family in AFFINE_VALUE_EVENT_NDIMS:
         event_ndims = AFFINE_VALUE_EVENT_NDIMS[term.family]
         xp = namespace(value_stats[0])
         point = tuple(xp.zeros(tuple(v.shape[v.ndim - n :]), dtype=v.dtype) for v, n in zip(value_stats, event_ndims))
-        param_shape = tuple(rule(point, params).shape)
-        total = reduced_total(
-            lambda stats: rule(stats, params), value_stats, event_ndims, param_shape,
-            tuple(term.batch_shape), term.reinterpreted_ndims, weights,
-        )
+        param_shape = tuple(rule(point, params).shape)  # where the parameters vary
+        total = reduced_total(lambda stats: rule(stats, params), value_stats, event_ndims, param_shape, batch, term.reinterpreted_ndims, weights)
         if total is not None:
-            return scale * total
+            return factor * total
     log_p = rule(value_stats, params)
-    xp = namespace(log_p)
     if term.reinterpreted_ndims:
-        log_p = xp.sum(log_p, axis=tuple(range(-term.reinterpreted_ndims, 0)))
-    if not weights:
-        return scale * xp.sum(xp.broadcast_to(log_p, tuple(term.batch_shape)))
-    return scale * weighted_total(log_p, tuple(term.batch_shape), weights)
+        log_p = namespace(log_p).sum(log_p, axis=tuple(range(-term.reinterpreted_ndims, 0)))
+    return factor * weighted_total(log_p, batch, weights)
 
 
 def touches(term: Term, spec: LatentSpec) -> bool:

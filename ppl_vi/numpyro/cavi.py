@@ -105,14 +105,6 @@ def _grad(fn: Callable, x: Any) -> Any:
     return jax.grad(fn)(x)
 
 
-def _unbatched(tree: Any) -> Any:
-    return jax.tree_util.tree_map(lambda x: x[0], tree)
-
-
-def _batched(tree: Any) -> Any:
-    return jax.tree_util.tree_map(lambda x: x[None], tree)
-
-
 _DIST = {
     "Normal": dist.Normal,
     "MultivariateNormal": dist.MultivariateNormal,
@@ -234,10 +226,7 @@ class CAVI:
         keys = jax.random.split(rng_key, self.num_restarts)
         states = [self._init_from_plan(k) for k in keys]
         state = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
-        if self.num_restarts > 1:
-            step = jax.jit(jax.vmap(self.update))
-        else:  # one start: no vmap (batched, the same program measured slower)
-            step = jax.jit(lambda s: _batched(self.update(_unbatched(s))))
+        step = jax.jit(jax.vmap(self.update))
         history, done, reason = [], np.zeros(self.num_restarts, bool), "max_steps"
         bar = tqdm(range(num_steps), disable=not progress_bar, desc="CAVI")
         for _ in bar:

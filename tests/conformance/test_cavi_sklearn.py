@@ -41,14 +41,7 @@ def test_gmm_agrees_with_scikit_learn(backend):
     assert result.converged
     assert_monotone(result.elbo)
     sk = BayesianGaussianMixture(
-        n_components=raw["num_components"],
-        covariance_type="full",
-        weight_concentration_prior_type="dirichlet_distribution",
-        weight_concentration_prior=raw["alpha0"],
-        mean_prior=raw["m0"],
-        mean_precision_prior=raw["beta0"],
-        degrees_of_freedom_prior=raw["nu0"],
-        covariance_prior=np.linalg.inv(raw["W0"]),
+        **models.get("bayesian_gmm").extras["sklearn_priors"](raw),
         max_iter=1000,
         tol=1e-12,
         random_state=0,

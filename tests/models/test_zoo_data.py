@@ -101,17 +101,7 @@ def test_gmm_is_the_model_of_sklearn_bayesian_gaussian_mixture():
     data = zoo.generate_data(0, num_data=200)
     x, K = data["x"], data["num_components"]
     labels = np.argmin(((x[:, None, :] - x[[0, 1, 2]][None]) ** 2).sum(-1), axis=-1)  # any assignment will do
-    bgm = BayesianGaussianMixture(
-        n_components=K,
-        covariance_type="full",
-        weight_concentration_prior_type="dirichlet_distribution",
-        weight_concentration_prior=data["alpha0"],
-        mean_prior=data["m0"],
-        mean_precision_prior=data["beta0"],
-        degrees_of_freedom_prior=data["nu0"],
-        covariance_prior=np.linalg.inv(data["W0"]),
-        reg_covar=0.0,
-    )
+    bgm = BayesianGaussianMixture(**zoo.extras["sklearn_priors"](data), reg_covar=0.0)  # the mapping under test
     bgm._check_parameters(x)
     bgm._initialize(x, np.eye(K)[labels])
     wishart_scales = np.linalg.inv(bgm.covariances_ * bgm.degrees_of_freedom_[:, None, None])
