@@ -16,8 +16,9 @@ et al. 2003, for variational Bayes) takes each step further. One step here:
 So the ELBO never decreases, and every step gains at least what a plain sweep gains —
 the relative ELBO change stays a sound stopping rule. A step costs a sweep plus one
 update of the discrete sites (about two sweeps for a mixture). On the 100k-point GMM
-benchmark it reached the plain sweeps' converged ELBO in 3 to 9 times fewer steps,
-depending on the start (954 vs 3002 and 353 vs 3117); on LDA it saved one sweep in
+benchmark, from ``run``'s start it came within 1e-6 of the plain sweeps' converged ELBO
+in 954 steps instead of 3002; from ``init(PRNGKey(0))``'s start, within 1e-6 of their
+ELBO after 3200 sweeps in 353 steps instead of 3117. On LDA it saved one sweep in
 eight, which does not pay for the trial — hence opt-in (``CAVI(..., overrelax=True)``).
 A fixed point is a fixed point of CAVI.
 """
@@ -34,8 +35,8 @@ from ppl_vi.core.cavi_sweep import sweep
 __all__ = ["GROWTH", "in_domain", "overrelaxed_sweep"]
 
 GROWTH = 1.5
-"""Factor by which the extrapolation grows after each accepted step (a larger growth
-overshoots into other optima more often; 1.5 measured best on the GMM benchmark)."""
+"""Factor by which the extrapolation grows after each accepted step. On the GMM
+benchmark 1.3 and 1.5 took about as many steps (969, 954); 2.0 once ended 5 nats lower."""
 
 Grad = Callable[[Callable[[Any], Any], Any], Any]
 

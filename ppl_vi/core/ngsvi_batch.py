@@ -138,7 +138,9 @@ def check_batchable(plan: Plan, plate: LocalPlate) -> None:
                 if touches(term, plan.latents[name]):
                     raise NotImplementedError(
                         f"NaturalGradientSVI cannot subsample plate {plate.name!r}: global site {term.name!r} depends on "
-                        f"the local site {name!r}, so its rows are not independent given the globals"
+                        f"the local site {name!r}, so its rows are not independent given the globals. Put {term.name!r} "
+                        f"inside plate {plate.name!r} (e.g. tokens as a plate nested in documents), subsample a plate "
+                        f"that contains both, or fit the full data with CAVI"
                     )
             continue
         if _plate_axis(tuple(term.batch_shape), len(term.batch_shape), plate) is None and plate.size > 1:
