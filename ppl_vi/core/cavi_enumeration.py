@@ -22,6 +22,11 @@ avoid both, for any program:
   ``S = sum_n w_n v_n``. The data enter only through ``S`` — a matrix product per
   statistic — and autodiff of it gives the responsibilities' gradient as one more
   matrix product (Bishop, PRML §10.2: the sufficient statistics ``N_k``, ``x̄_k``, ``S_k``).
+
+The total weights ``W`` are the first column of that product. A term that is constant
+along the same dims with the same weights — the mixture's prior ``log pi_k`` — reads
+them from :class:`WeightSums` instead of summing the weights again, so the
+responsibilities' gradient of all those terms is a single matrix product.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from ppl_vi.core._xp import namespace, special
 
 Array = Any
 
-__all__ = ["AFFINE_VALUE_EVENT_NDIMS", "Weight", "right_aligned", "weighted_total", "reduced_total"]
+__all__ = ["AFFINE_VALUE_EVENT_NDIMS", "Weight", "WeightSums", "right_aligned", "weighted_total", "reduced_total"]
 
 AFFINE_VALUE_EVENT_NDIMS: dict[str, tuple] = {
     "Normal": (0, 0),
@@ -64,6 +69,36 @@ class Weight:
     def __init__(self, array: Array, dims: Sequence[int]):
         self.array = array
         self.dims = tuple(dims)
+
+
+class WeightSums:
+    """Total weights ``W = sum_inside prod_w w`` computed by :func:`reduced_total`, for
+    the other terms of one objective evaluation.
+
+    Keyed by the weight arrays (identity) and their dims, the batch shape and the summed
+    dims: a term with the same weights that is constant along those dims reads ``W``
+    from here, so autodiff sends its gradient through the same matrix product.
+    """
+
+    def __init__(self) -> None:
+        self._sums: dict = {}
+
+    @staticmethod
+    def _key(weights: Sequence[Weight], batch_shape: tuple, inside: Sequence[int]) -> tuple:
+        return tuple((id(w.array), w.dims) for w in weights), tuple(batch_shape), tuple(inside)
+
+    def put(self, weights: Sequence[Weight], batch_shape: tuple, inside: Sequence[int], total: Array) -> None:
+        self._sums[self._key(weights, batch_shape, inside)] = (list(weights), total)  # the weights keep their ids valid
+
+    def get(self, weights: Sequence[Weight], batch_shape: tuple, inside: Sequence[int]) -> Optional[Array]:
+        found = self._sums.get(self._key(weights, batch_shape, inside))
+        return None if found is None else found[1]
+
+
+def _summed_dims(shape: tuple, batch_shape: tuple) -> list:
+    """Batch dims along which an array of ``shape`` (right-aligned) is constant and the batch is not."""
+    aligned = (1,) * (len(batch_shape) - len(shape)) + tuple(shape)
+    return [d for d in range(len(batch_shape)) if aligned[d] == 1 and batch_shape[d] > 1]
 
 
 def right_aligned(array: Array, ndim: int) -> Weight:
@@ -111,11 +146,16 @@ def _expand(array: Array, kept: Sequence[int], shape: tuple, num_event: int = 0)
     return namespace(array).reshape(array, full + tuple(array.shape[array.ndim - num_event :]))
 
 
-def weighted_total(log_p: Array, batch_shape: tuple, weights: Sequence[Weight]) -> Array:
+def weighted_total(log_p: Array, batch_shape: tuple, weights: Sequence[Weight], weight_sums: Optional[WeightSums] = None) -> Array:
     """``sum_b log_p[b] * prod_w w[b]`` over the batch ``batch_shape`` (a scalar).
 
-    ``log_p`` broadcasts from the right against ``batch_shape``.
+    ``log_p`` broadcasts from the right against ``batch_shape``. When ``weight_sums``
+    holds the weights' total over the dims where ``log_p`` is constant, it is used.
     """
+    if weight_sums is not None:
+        total_weight = weight_sums.get(weights, batch_shape, _summed_dims(tuple(log_p.shape), batch_shape))
+        if total_weight is not None:
+            return namespace(log_p).sum(log_p * total_weight)
     return _einsum([right_aligned(log_p, len(batch_shape)), *weights], ())[0]
 
 
@@ -127,6 +167,7 @@ def reduced_total(
     batch_shape: tuple,
     num_reinterpreted: int,
     weights: Sequence[Weight],
+    weight_sums: Optional[WeightSums] = None,
 ) -> Optional[Array]:
     """``sum_b w[b] f(v[b])`` through weighted sufficient statistics, or ``None``.
 
@@ -146,6 +187,8 @@ def reduced_total(
         ``num_reinterpreted`` trailing dims that are summed as one event.
     weights : sequence of Weight
         Scale and enumeration probabilities, in the dims of ``batch_shape``.
+    weight_sums : WeightSums, optional
+        Where to leave the total weights for other terms (when nothing is reinterpreted).
 
     Returns
     -------
@@ -178,6 +221,8 @@ def reduced_total(
     dims = tuple(range(len(full) - len(stat_batch), len(full)))
     summed = _expand(*_einsum(weights, kept, (packed, dims, 1)), full, 1)
     total_weight = summed[..., 0]
+    if weight_sums is not None and not num_reinterpreted:
+        weight_sums.put(weights, batch_shape, inside, total_weight)
     safe = xp.where(total_weight > 0, total_weight, 1.0)[..., None]
     means, start = [], 1
     for event in events:

@@ -27,18 +27,19 @@ a ``MultivariateNormal`` site one full-covariance Gaussian per batch element).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from ppl_vi.core import expfam
 from ppl_vi.core._xp import namespace, special
-from ppl_vi.core.cavi_enumeration import AFFINE_VALUE_EVENT_NDIMS, Weight, reduced_total, right_aligned, weighted_total
+from ppl_vi.core.cavi_enumeration import AFFINE_VALUE_EVENT_NDIMS, Weight, WeightSums, reduced_total, right_aligned, weighted_total
 from ppl_vi.core.conjugate import RULES, SimplexMoments, gather_atoms
 
 Array = Any
 MeanParams = Mapping[str, tuple]
 
-__all__ = ["Dependency", "LatentSpec", "Term", "Plan", "expected_log_joint", "elbo", "natural_update", "touches"]
+__all__ = ["Dependency", "LatentSpec", "Term", "Plan", "expected_log_joint", "elbo", "natural_update", "categorical_log_normalizer", "touches"]
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,12 @@ def _enumeration_weights(term: Term, plan: Plan, mu: MeanParams) -> list:
     return weights
 
 
-def _term_value(term: Term, plan: Plan, mu: MeanParams) -> Array:
+def _reduces(term: Term) -> bool:
+    """Whether ``term`` may sum its data through sufficient statistics (:func:`reduced_total`)."""
+    return term.value[0] == "observed" and term.family in AFFINE_VALUE_EVENT_NDIMS
+
+
+def _term_value(term: Term, plan: Plan, mu: MeanParams, weight_sums: WeightSums) -> Array:
     params = {name: _moments(dep, mu, plan.latents) for name, dep in term.params.items()}
     rule = RULES[term.family]
     value_stats = _value_stats(term, mu, plan.latents)
@@ -204,20 +210,25 @@ def _term_value(term: Term, plan: Plan, mu: MeanParams) -> Array:
         if term.reinterpreted_ndims:
             log_p = namespace(log_p).sum(log_p, axis=tuple(range(-term.reinterpreted_ndims, 0)))
         return namespace(log_p).sum(namespace(log_p).broadcast_to(log_p * term.scale, batch))
-    # enumerated: the scale is one more weight (a mask varies along the batch)
-    factor, weights = (term.scale, probs) if isinstance(term.scale, (int, float)) else (1.0, [right_aligned(term.scale, len(batch)), *probs])
-    if term.value[0] == "observed" and term.family in AFFINE_VALUE_EVENT_NDIMS:
+    # enumerated: a scale that varies along the batch (a mask) is one more weight
+    if isinstance(term.scale, (int, float)):
+        factor, weights = term.scale, probs
+    elif math.prod(term.scale.shape) == 1:
+        factor, weights = namespace(term.scale).reshape(term.scale, ()), probs
+    else:
+        factor, weights = 1.0, [right_aligned(term.scale, len(batch)), *probs]
+    if _reduces(term):
         event_ndims = AFFINE_VALUE_EVENT_NDIMS[term.family]
         xp = namespace(value_stats[0])
         point = tuple(xp.zeros(tuple(v.shape[v.ndim - n :]), dtype=v.dtype) for v, n in zip(value_stats, event_ndims))
         param_shape = tuple(rule(point, params).shape)  # where the parameters vary
-        total = reduced_total(lambda stats: rule(stats, params), value_stats, event_ndims, param_shape, batch, term.reinterpreted_ndims, weights)
+        total = reduced_total(lambda stats: rule(stats, params), value_stats, event_ndims, param_shape, batch, term.reinterpreted_ndims, weights, weight_sums)
         if total is not None:
             return factor * total
     log_p = rule(value_stats, params)
     if term.reinterpreted_ndims:
         log_p = namespace(log_p).sum(log_p, axis=tuple(range(-term.reinterpreted_ndims, 0)))
-    return factor * weighted_total(log_p, batch, weights)
+    return factor * weighted_total(log_p, batch, weights, weight_sums)
 
 
 def touches(term: Term, spec: LatentSpec) -> bool:
@@ -238,20 +249,30 @@ def expected_log_joint(plan: Plan, mu: MeanParams, only: Optional[str] = None, w
     if only is not None and without is not None:
         raise ValueError(f"expected_log_joint takes only={only!r} or without={without!r}, not both")
     total = plan.constant
-    for term in plan.terms:
+    weight_sums = WeightSums()
+    # terms that sum their data through sufficient statistics first: they leave their
+    # total weights for the others (a mixture's prior term)
+    for term in sorted(plan.terms, key=lambda t: not _reduces(t)):
         if only is not None and not touches(term, plan.latents[only]):
             continue
         if without is not None and touches(term, plan.latents[without]):
             continue
-        total = total + _term_value(term, plan, mu)
+        total = total + _term_value(term, plan, mu, weight_sums)
     return total
 
 
-def natural_update(spec: LatentSpec, grad: tuple) -> tuple:
+def categorical_log_normalizer(spec: LatentSpec, grad: tuple) -> Array:
+    """Log normalizer of a Categorical site's update, ``logsumexp(g / scale)`` over the
+    support (short: ``logsumexp_small`` of :mod:`ppl_vi.core._xp`); shape ``batch + (1,)``."""
+    unnormalized = grad[0] / spec.scale
+    return special(unnormalized).logsumexp_small(unnormalized)
+
+
+def natural_update(spec: LatentSpec, grad: tuple, log_normalizer: Optional[Array] = None) -> tuple:
     """Optimal natural parameter of ``q_j`` from ``grad_{mu_j} F`` (divided by the site scale).
 
-    Matrix statistics are symmetrized; Categorical log-probabilities normalized (over
-    the support, which is short: ``logsumexp_small`` of :mod:`ppl_vi.core._xp`).
+    Matrix statistics are symmetrized; Categorical log-probabilities normalized by
+    ``log_normalizer`` (:func:`categorical_log_normalizer`, computed when not given).
     """
     xp = namespace(grad[0])
     eta = [g / spec.scale for g in grad]
@@ -259,7 +280,7 @@ def natural_update(spec: LatentSpec, grad: tuple) -> tuple:
     if matrix_stat is not None:
         eta[matrix_stat] = 0.5 * (eta[matrix_stat] + xp.matrix_transpose(eta[matrix_stat]))
     if spec.q_family == "Categorical":
-        eta[0] = eta[0] - special(eta[0]).logsumexp_small(eta[0])
+        eta[0] = eta[0] - (categorical_log_normalizer(spec, grad) if log_normalizer is None else log_normalizer)
     return tuple(eta)
 
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from ppl_vi.core import expfam
 from ppl_vi.core._xp import namespace
-from ppl_vi.core.cavi_objective import Plan, elbo, entropy, expected_log_joint, natural_update
+from ppl_vi.core.cavi_objective import Plan, categorical_log_normalizer, elbo, entropy, expected_log_joint, natural_update
 from ppl_vi.core.cavi_start import initial_responsibilities, initial_state, kmeans_plus_plus
 
 __all__ = ["initial_state", "sweep", "relative_change", "kmeans_plus_plus", "initial_responsibilities"]
@@ -23,36 +23,41 @@ __all__ = ["initial_state", "sweep", "relative_change", "kmeans_plus_plus", "ini
 Grad = Callable[[Callable[[Any], Any], Any], Any]
 
 
-def _update_site(plan: Plan, name: str, eta: dict, mu: dict, grad: Grad) -> tuple:
-    """Set ``q_name`` to its optimum in place; return ``grad_{mu_name} F``."""
+def _update_site(plan: Plan, name: str, eta: dict, mu: dict, grad: Grad) -> Any:
+    """Set ``q_name`` to its optimum in place; return a Categorical site's log
+    normalizer (:func:`categorical_log_normalizer`), ``None`` for other sites."""
     spec = plan.latents[name]
 
     def objective(stats):
         return expected_log_joint(plan, {**mu, name: stats}, only=name)
 
     gradient = tuple(grad(objective, tuple(mu[name])))
-    new_eta = natural_update(spec, gradient)
+    log_normalizer = categorical_log_normalizer(spec, gradient) if spec.q_family == "Categorical" else None
+    new_eta = natural_update(spec, gradient, log_normalizer)
     eta[name] = new_eta
-    mu[name] = tuple(expfam.family(spec.q_family).mean_from_natural(new_eta))
-    return gradient
+    if log_normalizer is None:
+        mu[name] = tuple(expfam.family(spec.q_family).mean_from_natural(new_eta))
+    else:  # the log-probabilities are normalized already
+        mu[name] = (namespace(new_eta[0]).exp(new_eta[0]),)
+    return log_normalizer
 
 
-def _elbo_after_update(plan: Plan, mu: dict, eta: dict, name: str, gradient: tuple) -> Any:
-    """The ELBO right after ``name`` was updated with ``gradient = grad_{mu_name} F``.
+def _elbo_after_update(plan: Plan, mu: dict, eta: dict, name: str, log_normalizer: Any) -> Any:
+    """The ELBO right after ``name`` was updated (``log_normalizer``: its update's).
 
     Every term that touches an enumerated Categorical site (``K > 1``) is
     ``sum(log_p * r)`` over its enumeration dimension, so those terms add up to
-    ``<grad_r F, r>`` at any ``r`` (linear, no offset): the terms touching ``name``
-    need not be evaluated again — for a mixture they are the N x K bulk of the ELBO.
-    With the site's entropy ``-scale <r, eta>`` and its update ``eta = g / scale - lse``
-    (``lse`` the log normalizer of each row), both add up to ``sum scale * lse``, read
-    from one column: ``sum_n (g[n, 0] - scale[n] * eta[n, 0])``.
+    ``<g, r>`` with ``g = grad_r F`` at any ``r`` (linear, no offset): the terms touching
+    ``name`` need not be evaluated again — for a mixture they are the N x K bulk of the
+    ELBO. With the site's entropy ``-scale <r, eta>`` and its update
+    ``eta = g / scale - lse`` (``lse`` the log normalizer of each row), both add up to
+    ``sum scale * lse``.
     """
     spec = plan.latents[name]
     if spec.q_family != "Categorical" or not spec.discrete or spec.support_size <= 1:
         return elbo(plan, mu, eta)
-    xp = namespace(gradient[0])
-    total = expected_log_joint(plan, mu, without=name) + xp.sum(gradient[0][..., 0] - spec.scale * eta[name][0][..., 0])
+    xp = namespace(log_normalizer)
+    total = expected_log_joint(plan, mu, without=name) + xp.sum(spec.scale * log_normalizer[..., 0])
     for other, other_spec in plan.latents.items():
         if other != name:
             total = total + entropy(other_spec, eta[other])
@@ -63,12 +68,12 @@ def sweep(plan: Plan, eta: Mapping[str, tuple], mu: Mapping[str, tuple], grad: G
     """Update every site in ``names`` (default ``plan.order``) once; return ``(eta, mu, elbo)``."""
     eta, mu = dict(eta), dict(mu)
     names = tuple(plan.order if names is None else names)
-    gradient = None
+    log_normalizer = None
     for name in names:
-        gradient = _update_site(plan, name, eta, mu, grad)
+        log_normalizer = _update_site(plan, name, eta, mu, grad)
     if not names:
         return eta, mu, elbo(plan, mu, eta)
-    return eta, mu, _elbo_after_update(plan, mu, eta, names[-1], gradient)
+    return eta, mu, _elbo_after_update(plan, mu, eta, names[-1], log_normalizer)
 
 
 def relative_change(new: Any, old: Any) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ppl_vi.core.cavi_enumeration import AFFINE_VALUE_EVENT_NDIMS, Weight, reduced_total, right_aligned, weighted_total
+from ppl_vi.core.cavi_enumeration import AFFINE_VALUE_EVENT_NDIMS, Weight, WeightSums, reduced_total, right_aligned, weighted_total
 from ppl_vi.core.conjugate import RULES, const_moments, observed_stats
 
 
@@ -52,6 +52,31 @@ def test_reduced_total_matches_naive_mixture(backend, reinterpreted):
     probe = RULES["Normal"](tuple(_to(backend, np.zeros(())) for _ in stats), params)
     got = reduced_total(lambda s: RULES["Normal"](s, params), stats, (0, 0), tuple(probe.shape), (K, N), reinterpreted, weights)
     np.testing.assert_allclose(float(got), naive, rtol=1e-10)
+
+
+def test_shared_weight_sums_give_the_same_totals(backend):
+    """A mixture's prior term (constant along N) reads the child term's total weights
+    from :class:`WeightSums`; a term that varies along N, or other weights, does not."""
+    rng = np.random.default_rng(2)
+    K, N = 4, 30
+    x = rng.normal(size=(N,))
+    params = {"loc": const_moments("real", _to(backend, rng.normal(size=(K, 1)))), "scale": const_moments("precision", _to(backend, np.ones((K, 1))))}
+    stats = observed_stats("Normal", _to(backend, x))
+    r = _to(backend, rng.dirichlet(np.ones(K), size=N))
+    sums = WeightSums()
+    reduced_total(lambda s: RULES["Normal"](s, params), stats, (0, 0), (K, 1), (K, N), 0, [Weight(r, (1, 0))], sums)
+    log_pi = rng.normal(size=(K, 1))
+    shared = sums.get([Weight(r, (1, 0))], (K, N), [1])
+    assert shared is not None and sums.get([Weight(r * 1.0, (1, 0))], (K, N), [1]) is None
+    np.testing.assert_allclose(np.asarray(shared)[:, 0], np.asarray(r).sum(0), rtol=1e-12)
+    for log_p in (log_pi, rng.normal(size=(K, N))):
+        expected = np.sum(np.broadcast_to(log_p, (K, N)) * np.asarray(r).T)
+        got = weighted_total(_to(backend, log_p), (K, N), [Weight(r, (1, 0))], sums)
+        np.testing.assert_allclose(float(got), expected, rtol=1e-12)
+    planted = WeightSums()  # the constant term reads what is there, and only for its own dims
+    planted.put([Weight(r, (1, 0))], (K, N), [1], _to(backend, np.ones((K, 1))))
+    got = weighted_total(_to(backend, log_pi), (K, N), [Weight(r, (1, 0))], planted)
+    np.testing.assert_allclose(float(got), log_pi.sum(), rtol=1e-12)
 
 
 def test_reduced_total_declines_when_nothing_to_sum(backend):
