@@ -214,9 +214,10 @@ def _mvn(v: tuple, p: dict) -> Array:
 
 def _gamma(v: tuple, p: dict) -> Array:
     log_x, x = v
-    conc = p["concentration"]
+    conc = namespace(log_x).asarray(p["concentration"], dtype=log_x.dtype)
     rate, log_rate = p["rate"]
-    return conc * log_rate - special(log_x).gammaln(conc + 0.0 * log_x) + (conc - 1.0) * log_x - rate * x
+    # the normalizer of the parameter as given (a constant: computed once, not per element)
+    return conc * log_rate - special(conc).gammaln(conc) + (conc - 1.0) * log_x - rate * x
 
 
 def _exponential(v: tuple, p: dict) -> Array:
@@ -232,9 +233,10 @@ def _poisson(v: tuple, p: dict) -> Array:
 
 def _beta(v: tuple, p: dict) -> Array:
     log_x, log_1mx = v
-    a, b = p["concentration1"], p["concentration0"]
+    xp = namespace(log_x)
+    a, b = xp.asarray(p["concentration1"], dtype=log_x.dtype), xp.asarray(p["concentration0"], dtype=log_x.dtype)
     sp = special(log_x)
-    log_beta = sp.gammaln(a + 0.0 * log_x) + sp.gammaln(b + 0.0 * log_x) - sp.gammaln(a + b + 0.0 * log_x)
+    log_beta = sp.gammaln(a) + sp.gammaln(b) - sp.gammaln(a + b)
     return (a - 1.0) * log_x + (b - 1.0) * log_1mx - log_beta
 
 
@@ -256,8 +258,9 @@ def _binomial(v: tuple, p: dict) -> Array:
 def _dirichlet(v: tuple, p: dict) -> Array:
     xp = namespace(v[0])
     log_x = v[0]
-    conc = p["concentration"] + 0.0 * log_x
-    sp = special(log_x)
+    conc = xp.asarray(p["concentration"], dtype=log_x.dtype)
+    sp = special(conc)
+    # the normalizer of the parameter as given (a constant: computed once, not per row)
     log_norm = sp.gammaln(xp.sum(conc, axis=-1)) - xp.sum(sp.gammaln(conc), axis=-1)
     return xp.sum((conc - 1.0) * log_x, axis=-1) + log_norm
 
@@ -283,7 +286,7 @@ def _wishart(v: tuple, p: dict) -> Array:
     sp = special(X)
     trace = xp.sum(xp.linalg.inv(scale) * X, axis=(-2, -1))
     log_norm = (
-        0.5 * df * dim * math.log(2.0) + 0.5 * df * sp.logdet(scale) + sp.multigammaln(0.5 * df + 0.0 * logdet_x, dim)
+        0.5 * df * dim * math.log(2.0) + 0.5 * df * sp.logdet(scale) + sp.multigammaln(0.5 * df, dim)
     )
     return 0.5 * (df - dim - 1.0) * logdet_x - 0.5 * trace - log_norm
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-import zlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,12 +43,15 @@ _NEEDS_CONCRETE = (
 )
 
 
-def _read_site(site: dict) -> tuple[dict, dict]:
-    """Static description and arrays of one traced site (runs inside ``jax.jit``)."""
+def _read_site(site: dict, with_params: bool) -> tuple[dict, dict]:
+    """Static description and arrays of one traced site (runs inside ``jax.jit``);
+    without ``with_params``, no parameters (nor log-density) are read."""
     base, reinterpreted, mask = _unwrap(site["fn"])
     family = _ALIASES.get(type(base).__name__, type(base).__name__)
     attrs = _ATTRS.get(family)
-    if attrs is None:
+    if not with_params:
+        params = {}
+    elif attrs is None:
         params = {k: getattr(base, k) for k in base.arg_constraints if hasattr(base, k)}
     else:
         params = {k: getattr(base, a) for k, a in attrs.items()}
@@ -58,7 +59,7 @@ def _read_site(site: dict) -> tuple[dict, dict]:
     if mask is not None:
         scale = scale * mask
     observed = bool(site["is_observed"])
-    log_prob = jnp.sum(site["fn"].log_prob(site["value"]) * scale) if attrs is None and observed else jnp.zeros(())
+    log_prob = jnp.sum(site["fn"].log_prob(site["value"]) * scale) if with_params and attrs is None and observed else jnp.zeros(())
     static = {
         "family": family,
         "observed": observed,
@@ -66,7 +67,7 @@ def _read_site(site: dict) -> tuple[dict, dict]:
         "event_shape": tuple(site["fn"].event_shape),
         "reinterpreted_ndims": reinterpreted,
         "plate_dims": tuple(f.dim for f in site["cond_indep_stack"] if f.dim is not None),
-        "support_size": int(jnp.shape(params["probs"])[-1]) if family == "Categorical" else None,
+        "support_size": int(jnp.shape(getattr(base, _ATTRS["Categorical"]["probs"]))[-1]) if family == "Categorical" else None,
     }
     arrays = {"params": params, "value": site["value"], "scale": scale, "log_prob": log_prob}
     return static, arrays
@@ -87,12 +88,9 @@ def _unwrap(fn) -> tuple[Any, int, Any]:
             return fn, reinterpreted, mask
 
 
-def _support_point(key: jax.Array) -> Callable[[dict], Any]:
-    """``substitute_fn`` giving each latent site a random point of its support.
-
-    Uniform(-2, 2) noise pushed through ``biject_to(support)`` (0 for discrete sites):
-    a valid, non-symmetric start that needs no sampler.
-    """
+def _support_point(noise: dict) -> Callable[[dict], Any]:
+    """``substitute_fn`` giving each latent site the point ``biject_to(support)(noise)``
+    (0 for discrete sites): a valid, non-symmetric start that needs no sampler."""
 
     def value(site: dict) -> Any:
         if site["type"] != "sample" or site.get("is_observed"):
@@ -100,18 +98,33 @@ def _support_point(key: jax.Array) -> Callable[[dict], Any]:
         fn = site["fn"]
         if fn.support.is_discrete:
             return jnp.zeros(fn.shape(), dtype=jnp.int32)
-        transform = biject_to(fn.support)
-        site_key = jax.random.fold_in(key, zlib.crc32(site["name"].encode()))
-        noise = jax.random.uniform(site_key, transform.inverse_shape(fn.shape()), minval=-2.0, maxval=2.0)
-        return transform(noise)
+        return biject_to(fn.support)(noise[site["name"]])
 
     return value
+
+
+def _unconstrained_shapes(program: Callable) -> dict:
+    """Name -> unconstrained shape of every continuous latent site (traced abstractly:
+    nothing is compiled or run)."""
+    shapes: dict[str, tuple] = {}
+
+    def record() -> int:
+        trace = handlers.trace(handlers.seed(program, rng_seed=0)).get_trace()
+        for name, site in trace.items():
+            if site["type"] == "sample" and not site["is_observed"] and not site["fn"].support.is_discrete:
+                shapes[name] = tuple(biject_to(site["fn"].support).inverse_shape(site["fn"].shape()))
+        return 0
+
+    jax.eval_shape(record)
+    return shapes
 
 
 def run_sites(model: Callable, args: tuple, kwargs: dict) -> Callable[[Optional[dict], int], dict]:
     """The ``run(values, seed) -> {name: SiteInfo}`` callable of ``model(*args, **kwargs)``.
 
-    ``values=None`` puts every latent site at a random point of its support (``seed``);
+    ``values=None`` puts every latent site at a random point of its support (``seed``)
+    and reads no parameters (the plan needs the sites' shapes and values there, and a
+    mixture's parameters at a point are as large as its data times its support);
     otherwise the sites in ``values`` are substituted. Each kind of run is one
     ``jax.jit``-compiled program (compiled once, then reused for every probe) taking the
     program's array arguments as arguments; a program that needs them as concrete
@@ -135,7 +148,7 @@ def run_sites(model: Callable, args: tuple, kwargs: dict) -> Callable[[Optional[
         out = {}
         for name, site in trace.items():
             if site["type"] == "sample":
-                statics[kind][name], out[name] = _read_site(site)
+                statics[kind][name], out[name] = _read_site(site, with_params=kind == "data")
         return out
 
     def compiled(kind: str, substitute: Callable) -> Callable:
@@ -157,12 +170,20 @@ def run_sites(model: Callable, args: tuple, kwargs: dict) -> Callable[[Optional[
 
         return call
 
-    at_support = compiled("support", lambda key: {"substitute_fn": _support_point(key)})
+    at_support = compiled("support", lambda noise: {"substitute_fn": _support_point(noise)})
     substituted = compiled("data", lambda data: {"data": data})
+    unconstrained: list = []
+
+    def support_noise(seed: int) -> dict:
+        """Uniform(-2, 2) noise (NumPy: no random-bit program to compile) per continuous latent."""
+        if not unconstrained:
+            unconstrained.append(_unconstrained_shapes(program(arrays)))
+        rng = np.random.default_rng(seed)
+        return {name: to_jax(rng.uniform(-2.0, 2.0, shape)) for name, shape in unconstrained[0].items()}
 
     def run(values: Optional[dict], seed: int) -> dict:
         if values is None:
-            outputs, kind = at_support(jax.random.PRNGKey(seed)), "support"
+            outputs, kind = at_support(support_noise(seed)), "support"
         else:
             outputs, kind = substituted({k: to_jax(v) for k, v in values.items()}), "data"
         # jit returns dicts with sorted keys; ``statics`` was filled while tracing, in program order

@@ -181,7 +181,8 @@ class CAVI:
 
     def _init_from_plan(self, rng_key: jax.Array) -> CAVIState:
         plan = self._plan
-        seed = int(jax.random.randint(rng_key, (), 0, 2**31 - 1))
+        # a NumPy seed from the key's bits (no random-bit program to compile)
+        seed = int(np.random.SeedSequence(np.asarray(jax.random.key_data(rng_key)).ravel().tolist()).generate_state(1)[0])
         rng = np.random.default_rng(seed)
         prior = self._run_sites(None, seed)
         base = {n: to_jax(prior[n].value) for n, s in plan.latents.items() if not s.discrete}
