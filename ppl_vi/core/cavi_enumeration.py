@@ -95,6 +95,17 @@ class WeightSums:
         return None if found is None else found[1]
 
 
+def _batch_layout(weight: Weight, ndim: int) -> Array:
+    """The array of ``weight`` in the batch layout: its axes in dim order, size 1 elsewhere."""
+    xp = namespace(weight.array)
+    order = sorted(range(len(weight.dims)), key=lambda i: weight.dims[i])
+    array = xp.permute_dims(weight.array, tuple(order)) if order != list(range(len(order))) else weight.array
+    shape = [1] * ndim
+    for i in order:
+        shape[weight.dims[i]] = weight.array.shape[i]
+    return xp.reshape(array, tuple(shape))
+
+
 def _summed_dims(shape: tuple, batch_shape: tuple) -> list:
     """Batch dims along which an array of ``shape`` (right-aligned) is constant and the batch is not."""
     aligned = (1,) * (len(batch_shape) - len(shape)) + tuple(shape)
@@ -146,17 +157,20 @@ def _expand(array: Array, kept: Sequence[int], shape: tuple, num_event: int = 0)
     return namespace(array).reshape(array, full + tuple(array.shape[array.ndim - num_event :]))
 
 
-def weighted_total(log_p: Array, batch_shape: tuple, weights: Sequence[Weight], weight_sums: Optional[WeightSums] = None) -> Array:
+def weighted_total(log_p: Any, batch_shape: tuple, weights: Sequence[Weight], weight_sums: Optional[WeightSums] = None) -> Array:
     """``sum_b log_p[b] * prod_w w[b]`` over the batch ``batch_shape`` (a scalar).
 
-    ``log_p`` broadcasts from the right against ``batch_shape``. When ``weight_sums``
-    holds the weights' total over the dims where ``log_p`` is constant, it is used.
+    ``log_p`` is a :class:`Weight` (in its own layout) or an array that broadcasts from
+    the right against ``batch_shape``. When ``weight_sums`` holds the weights' total
+    over the dims where such an array is constant, it is used.
     """
+    if not isinstance(log_p, Weight):
+        log_p = right_aligned(log_p, len(batch_shape))
     if weight_sums is not None:
-        total_weight = weight_sums.get(weights, batch_shape, _summed_dims(tuple(log_p.shape), batch_shape))
+        total_weight = weight_sums.get(weights, batch_shape, _summed_dims(_batch_layout(log_p, len(batch_shape)).shape, batch_shape))
         if total_weight is not None:
-            return namespace(log_p).sum(log_p * total_weight)
-    return _einsum([right_aligned(log_p, len(batch_shape)), *weights], ())[0]
+            return namespace(total_weight).sum(_batch_layout(log_p, len(batch_shape)) * total_weight)
+    return _einsum([log_p, *weights], ())[0]
 
 
 def reduced_total(

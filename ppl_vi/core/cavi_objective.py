@@ -49,6 +49,9 @@ class Dependency:
     kind : ``"const"`` (``moments`` holds the moments), ``"gather"``
     (``P[b] = coef[b] * atoms(z)[index[b]] + offset[b]``) or ``"dense"``
     (``P = J z + offset`` of a one-atom latent). ``shape`` is the parameter's shape.
+    ``enumerates``: for a gather whose ``index`` is ``arange`` over all of the latent's
+    atoms along one axis (size 1 along the others) — a mixture's components selected
+    by an enumerated site — that axis (negative); ``None`` otherwise.
     """
 
     role: str
@@ -61,6 +64,7 @@ class Dependency:
     jacobian: Any = None
     log_coef: Any = None
     shape: tuple = ()
+    enumerates: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,38 @@ def _reduces(term: Term) -> bool:
     return term.value[0] == "observed" and term.family in AFFINE_VALUE_EVENT_NDIMS
 
 
+def _categorical_log_probs(term: Term, plan: Plan, probs: SimplexMoments, value: Array) -> Optional[Weight]:
+    """``E[log p_value]`` of an enumerated Categorical term in the layout its operands
+    have, or ``None`` (then :meth:`SimplexMoments.log_at` gathers element by element).
+
+    When the value enumerates every category (a mixture's prior ``z ~ Cat(theta_d)``),
+    the term is the gathered rows ``E[log theta][rows]``, shape ``rows + (K,)``; when the
+    rows enumerate every component (a child ``x ~ Cat(beta[z])``), it is the gathered
+    columns ``E[log beta]^T[x]``, shape ``x + (R,)``. Either way, a gather of whole rows
+    in the layout of the probabilities ``r`` — no element-wise gather or scatter of the
+    enumerated batch, and no transposes of it.
+    """
+    ndim = len(term.batch_shape)
+    xp = namespace(probs.table)
+    if term.value[0] == "enumerated":
+        dim = ndim + plan.latents[term.name].enum_dim
+        rows = probs.rows
+        if rows.ndim <= ndim and ((1,) * (ndim - rows.ndim) + tuple(rows.shape))[dim] == 1:
+            rows_dims = [d for d in range(ndim - rows.ndim, ndim) if d != dim]
+            full = xp.reshape(probs.full(), tuple(rows.shape[i] for i in range(rows.ndim) if ndim - rows.ndim + i != dim) + (probs.table.shape[-1],))
+            return Weight(full, tuple(rows_dims) + (dim,))
+    dep = term.params["probs"]
+    if dep.kind == "gather" and dep.enumerates is not None and value.ndim < ndim + 1:
+        dim = ndim + dep.enumerates
+        if ((1,) * (ndim - value.ndim) + tuple(value.shape))[dim] == 1:
+            table = special(probs.table).materialize(probs.table)
+            columns = xp.take(xp.matrix_transpose(table), xp.reshape(value, (-1,)), axis=0)
+            kept = [i for i in range(value.ndim) if ndim - value.ndim + i != dim]
+            columns = xp.reshape(columns, tuple(value.shape[i] for i in kept) + (table.shape[0],))
+            return Weight(columns, tuple(ndim - value.ndim + i for i in kept) + (dim,))
+    return None
+
+
 def _term_value(term: Term, plan: Plan, mu: MeanParams, weight_sums: WeightSums) -> Array:
     params = {name: _moments(dep, mu, plan.latents) for name, dep in term.params.items()}
     rule = RULES[term.family]
@@ -225,6 +261,10 @@ def _term_value(term: Term, plan: Plan, mu: MeanParams, weight_sums: WeightSums)
         total = reduced_total(lambda stats: rule(stats, params), value_stats, event_ndims, param_shape, batch, term.reinterpreted_ndims, weights, weight_sums)
         if total is not None:
             return factor * total
+    if term.family == "Categorical" and isinstance(params["probs"], SimplexMoments) and not term.reinterpreted_ndims:
+        log_p = _categorical_log_probs(term, plan, params["probs"], value_stats[0])
+        if log_p is not None:
+            return factor * weighted_total(log_p, batch, weights, weight_sums)
     log_p = rule(value_stats, params)
     if term.reinterpreted_ndims:
         log_p = namespace(log_p).sum(log_p, axis=tuple(range(-term.reinterpreted_ndims, 0)))

@@ -263,6 +263,7 @@ def _dependency(site, pname, role, specs, probes, run, values, dense_cache, prio
         return Dependency(
             role, "gather", latent, index=to_backend(gathered.index), coef=to_backend(coef), offset=to_backend(gathered.offset),
             log_coef=log_coef, shape=reading0.shape,
+            enumerates=_enumerating_axis(np.asarray(gathered.index), math.prod(spec.batch_shape)) if role == "simplex" else None,
         )
     if "dense" in how and math.prod(spec.batch_shape) == 1:
         if latent not in dense_cache:
@@ -287,6 +288,17 @@ def _dependency(site, pname, role, specs, probes, run, values, dense_cache, prio
     if spec.q_family == "Normal" and role == "real":
         hint = f"; if it is affine, declare {latent!r} with .to_event(1) so that it gets one Gaussian block"
     _refuse(prior[latent], site.name, f"{what}: not a constant-scaled gather or affine map of {latent!r}{hint}", backend)
+
+
+def _enumerating_axis(index: np.ndarray, num_rows: int) -> Optional[int]:
+    """The axis (negative) along which ``index`` is ``arange(num_rows)``, all other axes
+    of size 1 (the components of a mixture, selected by an enumerated site), or ``None``."""
+    if num_rows < 2 or index.size != num_rows:
+        return None
+    axes = [a for a, size in enumerate(index.shape) if size == num_rows]
+    if len(axes) != 1 or not np.array_equal(index.reshape(-1), np.arange(num_rows)):
+        return None
+    return axes[0] - index.ndim
 
 
 def _acceptable(role: str, q_family: str, gathered, magnitude: float) -> bool:
