@@ -41,10 +41,13 @@ from ppl_vi.core.cavi_objective import Plan, expected_log_joint, natural_update
 from ppl_vi.core.ngsvi_batch import LocalPlate, Scatter, batch_plan, check_batchable, check_indices, gather_rows, local_plate, scatter_rows
 
 __all__ = [
-    "BATCH_SIZE",
+    "MAX_BATCH_SIZE",
+    "STEPS_PER_EPOCH",
+    "default_batch_size",
     "LOCAL_TOL",
     "MAX_LOCAL_ITERS",
     "EVALUATE_TOL",
+    "START_TOL",
     "START_PASSES",
     "Host",
     "LocalPlate",
@@ -66,8 +69,11 @@ __all__ = [
     "row_change",
 ]
 
-BATCH_SIZE = 128
-"""Default minibatch size (scikit-learn's online LDA ``batch_size``; the plate size when smaller)."""
+MAX_BATCH_SIZE = 128
+"""Largest default minibatch size (scikit-learn's online LDA ``batch_size``)."""
+
+STEPS_PER_EPOCH = 100
+"""Steps per epoch that the default batch size aims for (:func:`default_batch_size`)."""
 
 LOCAL_TOL = 1e-2
 """Default tolerance of the local CAVI loop on :func:`row_change` (a mean change of the
@@ -81,6 +87,13 @@ MAX_LOCAL_ITERS = 100
 
 EVALUATE_TOL = 1e-6
 """Tolerance of the full-data local CAVI that precedes an exact ELBO (the adapters' ``evaluate``)."""
+
+START_TOL = LOCAL_TOL
+"""Tolerance of the full-data local CAVI of the start (:data:`START_PASSES`): the locals
+fitted to CAVI's random starting globals, and those that score the two candidate starts
+by exact ELBO. On the LDA benchmark (1,800 documents, seeds 0-2) it takes 12 and 25
+passes instead of 85 and the cap of 100 at :data:`EVALUATE_TOL`, picks the same start
+(the data-seeded one, about 26,000 nats ahead), and scores it 17 nats lower."""
 
 START_PASSES = 3
 """CAVI passes over the global sites, on all rows, that fit the globals to the starting
@@ -123,6 +136,28 @@ def robbins_monro(tau0: float = 10.0, kappa: float = 0.7) -> Callable[[int], flo
     if tau0 < 0:
         raise ValueError(f"tau0 must be >= 0; got {tau0}")
     return lambda t: float((tau0 + t) ** -kappa)
+
+
+def default_batch_size(num_data: int) -> int:
+    """Default ``|B|``: ``num_data // STEPS_PER_EPOCH``, clipped to ``[1, MAX_BATCH_SIZE]``.
+
+    The Robbins–Monro schedule counts steps, not data: with the default ``(10 + t)^-0.7``
+    the step sizes sum to 6.1 after 75 steps, 7.1 after 100, 10.0 after 200 and 12.1
+    after 300, and a step of size ``rho`` moves the globals a fraction ``rho`` of the way
+    to their (minibatch estimate of the) full-data CAVI update. A batch that gives about
+    100 steps per epoch makes the sum reach 10 in two epochs.
+
+    Measured on the LDA benchmark (``benchmarks/ngsvi_lda.py --elbo-gap``: 1,800
+    documents, 20 topics; the full-data start is about 2.3% below CAVI's optimum, and it
+    takes 10 full-data updates of the topics, each after the locals converged, to come
+    within 1%): batches of 128 (15 steps per epoch) were 1.36-1.44% below CAVI's ELBO
+    after 5 epochs and 1.15-1.22% after 8 (seeds 0-2); batches of 18 (this rule) were
+    0.79-0.87% below after 3 epochs and 0.55-0.63% after 8, for about 0.1 s of training
+    per epoch instead of 0.05 s. Smaller batches make noisier steps: on a 300-point
+    Gaussian mixture whose start is already near the optimum, batches of 3 were 0.5-0.9%
+    below it after one epoch and under 0.35% after two, batches of 30 under 0.06%.
+    """
+    return int(min(MAX_BATCH_SIZE, max(1, int(num_data) // STEPS_PER_EPOCH)))
 
 
 def split_plan(plan: Plan, plate: LocalPlate) -> SplitPlan:

@@ -59,7 +59,9 @@ class LocalPlate:
     program_order: tuple = ()
 
 
-def local_plate(name: str, frames: Mapping[str, Sequence[tuple]], num_data: int | None, batch_size: int | None, default_batch_size: int) -> tuple[LocalPlate, int]:
+def local_plate(
+    name: str, frames: Mapping[str, Sequence[tuple]], num_data: int | None, batch_size: int | None, default_batch_size: Callable[[int], int]
+) -> tuple[LocalPlate, int]:
     """Validate the subsampled plate from the sites' plate frames, and the batch size.
 
     Parameters
@@ -70,8 +72,8 @@ def local_plate(name: str, frames: Mapping[str, Sequence[tuple]], num_data: int 
     num_data : int or None
         Expected plate size (``None``: take the plate's size).
     batch_size : int or None
-        Requested minibatch size, in ``[1, plate size]``; ``None``: ``default_batch_size``,
-        or the plate's size when that is smaller.
+        Requested minibatch size, in ``[1, plate size]``; ``None``:
+        ``default_batch_size(plate size)``.
 
     Returns
     -------
@@ -83,7 +85,7 @@ def local_plate(name: str, frames: Mapping[str, Sequence[tuple]], num_data: int 
     dim, size = found[name]
     if num_data is not None and int(num_data) != int(size):
         raise ValueError(f"num_data={num_data} but plate {name!r} has size {size}")
-    batch_size = min(int(default_batch_size), int(size)) if batch_size is None else int(batch_size)
+    batch_size = int(default_batch_size(int(size))) if batch_size is None else int(batch_size)
     if not 1 <= batch_size <= int(size):
         raise ValueError(f"batch_size must be in [1, num_data={size}]; got {batch_size}")
     sites = frozenset(s for s, fs in frames.items() if any(f[0] == name for f in fs))

@@ -115,8 +115,9 @@ class NaturalGradientSVI:
     num_data : int, optional
         Size of that plate (checked against the program).
     batch_size : int, optional
-        Minibatch size ``|B|``; default :data:`~ppl_vi.core.ngsvi.BATCH_SIZE` (128, as
-        scikit-learn's online LDA), or the plate's size when smaller.
+        Minibatch size ``|B|``; default :func:`~ppl_vi.core.ngsvi.default_batch_size`
+        (about 100 steps per epoch: ``N // 100``, at most 128 as scikit-learn's online
+        LDA, at least 1), so that the step-counted schedule converges in a few epochs.
     step_size : callable, optional
         ``t -> rho_t``; default ``(t + 10)^-0.7`` (:func:`ppl_vi.core.ngsvi.robbins_monro`).
     local_tol, max_local_iters
@@ -130,7 +131,8 @@ class NaturalGradientSVI:
     full_data_start : bool
         Whether :meth:`init` fits the start on all the data (two candidate starts, each
         followed by :data:`~ppl_vi.core.ngsvi.START_PASSES` full-data CAVI passes over the
-        globals, the better by exact ELBO kept: ``O(N)`` work, once). ``False``: CAVI's
+        globals, the better kept by its exact ELBO after a full-data local fit to
+        :data:`~ppl_vi.core.ngsvi.START_TOL`: ``O(N)`` work, once). ``False``: CAVI's
         random start as it is (as scikit-learn's online LDA starts), no full-data work.
     """
 
@@ -160,7 +162,7 @@ class NaturalGradientSVI:
     def init(self, rng_key: jax.Array, *args: Any, **kwargs: Any) -> NGSVIState:
         """Plan the program and pick the start (see ``full_data_start``)."""
         frames = _plate_frames(self.model, args, kwargs)
-        plate, self.batch_size = core.local_plate(self.local_plate_name, frames, self.num_data, self.requested_batch_size, core.BATCH_SIZE)
+        plate, self.batch_size = core.local_plate(self.local_plate_name, frames, self.num_data, self.requested_batch_size, core.default_batch_size)
         self.split = core.split_plan(self.cavi.plan(*args, **kwargs), plate)
         self.plan, self.plate, self.locals, self.globals = self.split.plan, plate, self.split.locals, self.split.globals
         start = self.cavi.init(rng_key)
@@ -170,11 +172,12 @@ class NaturalGradientSVI:
         if not self.full_data_start:
             return NGSVIState(start.natural, start.mean, 0)
         fit_globals = jax.jit(lambda eta, mu: core.start_passes(self.split, eta, mu, _grad))
+        tol = jnp.asarray(core.START_TOL)
         candidates = []
         for fit_locals in (False, True):  # CAVI's start locals / locals fitted to its start globals
-            eta, mu = self._evaluate(start.natural, start.mean)[:2] if fit_locals else (start.natural, start.mean)
+            eta, mu = self._evaluate(start.natural, start.mean, tol)[:2] if fit_locals else (start.natural, start.mean)
             candidates.append(NGSVIState(*fit_globals(eta, mu), 0))
-        return max(candidates, key=lambda state: self.evaluate(state)[1])
+        return max(candidates, key=lambda state: float(self._evaluate(state.natural, state.mean, tol)[2]))
 
     def _step_fn(self, eta: dict, mu: dict, indices: jax.Array, rho: jax.Array) -> tuple[dict, dict]:
         """:func:`ppl_vi.core.ngsvi.step` (one compiled program per batch size)."""
@@ -197,13 +200,14 @@ class NaturalGradientSVI:
         eta, mu = step(state.natural, state.mean, indices, jnp.asarray(rho, dtype=jnp.result_type(float)))
         return NGSVIState(eta, mu, state.step + 1)
 
-    def _evaluate_fn(self, eta: dict, mu: dict) -> tuple[dict, dict, jax.Array]:
-        eta, mu = core.local_cavi(self.plan, self.plate, self.locals, eta, mu, _HOST, core.EVALUATE_TOL, self.max_local_iters)
+    def _evaluate_fn(self, eta: dict, mu: dict, tol: jax.Array) -> tuple[dict, dict, jax.Array]:
+        """Full-data local CAVI to ``tol`` (traced: one program for the start's and :meth:`evaluate`'s tolerances), then the exact ELBO."""
+        eta, mu = core.local_cavi(self.plan, self.plate, self.locals, eta, mu, _HOST, tol, self.max_local_iters)
         return eta, mu, exact_elbo(self.plan, mu, eta)
 
     def evaluate(self, state: NGSVIState) -> tuple[NGSVIState, float]:
         """Re-optimize the locals on every row given the globals; return that state and its exact ELBO (one compiled program)."""
-        eta, mu, value = self._evaluate(state.natural, state.mean)
+        eta, mu, value = self._evaluate(state.natural, state.mean, jnp.asarray(core.EVALUATE_TOL))
         return NGSVIState(eta, mu, state.step), float(value)
 
     def run(

@@ -140,7 +140,7 @@ class NaturalGradientSVI:
     def init(self, *args: Any, **kwargs: Any) -> NGSVIState:
         """Plan the program and pick the start (see ``full_data_start``)."""
         frames = _plate_frames(self.model, args, kwargs)
-        plate, self.batch_size = core.local_plate(self.local_plate_name, frames, self.num_data, self.requested_batch_size, core.BATCH_SIZE)
+        plate, self.batch_size = core.local_plate(self.local_plate_name, frames, self.num_data, self.requested_batch_size, core.default_batch_size)
         self.split = core.split_plan(self.cavi.plan(*args, **kwargs), plate)
         self.plan, self.plate, self.locals, self.globals = self.split.plan, plate, self.split.locals, self.split.globals
         start = self.cavi.init()
@@ -149,12 +149,17 @@ class NaturalGradientSVI:
         candidates = []
         with torch.no_grad():
             for fit_locals in (False, True):  # CAVI's start locals / locals fitted to its start globals
-                eta, mu = self._fit_locals(start.natural, start.mean) if fit_locals else (start.natural, start.mean)
+                eta, mu = self._fit_locals(start.natural, start.mean, core.START_TOL) if fit_locals else (start.natural, start.mean)
                 candidates.append(NGSVIState(*core.start_passes(self.split, eta, mu, _grad), 0))
-        return max(candidates, key=lambda state: self.evaluate(state)[1])
+            return max(candidates, key=self._start_score)
 
-    def _fit_locals(self, eta: dict, mu: dict) -> tuple[dict, dict]:
-        return core.local_cavi(self.plan, self.plate, self.locals, eta, mu, _HOST, core.EVALUATE_TOL, self.max_local_iters)
+    def _start_score(self, state: NGSVIState) -> float:
+        """Exact ELBO of a candidate start after a full-data local fit to :data:`~ppl_vi.core.ngsvi.START_TOL`."""
+        eta, mu = self._fit_locals(state.natural, state.mean, core.START_TOL)
+        return float(exact_elbo(self.plan, mu, eta))
+
+    def _fit_locals(self, eta: dict, mu: dict, tol: float = core.EVALUATE_TOL) -> tuple[dict, dict]:
+        return core.local_cavi(self.plan, self.plate, self.locals, eta, mu, _HOST, tol, self.max_local_iters)
 
     def update(self, state: NGSVIState, indices: np.ndarray, rho: Optional[float] = None, donate: bool = False) -> NGSVIState:
         """One step on the minibatch ``indices`` (distinct plate positions); ``rho`` defaults to ``step_size(state.step)``.

@@ -172,15 +172,16 @@ def test_dependencies_across_rows_are_refused():
     NaturalGradientSVI(_crossing, local_plate="groups", batch_size=2).init(key, x, jnp.arange(6))
 
 
-def test_default_batch_size_is_scikit_learns_cut_to_the_plate():
-    frames = {"w": [("topic_plate", -1, 3)], "theta": [("docs", -1, 300)], "z": [("docs", -1, 300), ("tokens", -2, 5)]}
-    plate, batch_size = core.local_plate("docs", frames, None, None, core.BATCH_SIZE)
-    assert (plate.size, plate.dim, plate.sites, batch_size) == (300, -1, frozenset({"theta", "z"}), 128)
-    assert core.local_plate("docs", frames, 300, 7, core.BATCH_SIZE)[1] == 7
+def test_default_batch_size_gives_about_100_steps_per_epoch_at_most_128_rows():
+    frames = {"w": [("topic_plate", -1, 3)], "theta": [("docs", -1, 1850)], "z": [("docs", -1, 1850), ("tokens", -2, 5)]}
+    plate, batch_size = core.local_plate("docs", frames, None, None, core.default_batch_size)
+    assert (plate.size, plate.dim, plate.sites, batch_size) == (1850, -1, frozenset({"theta", "z"}), 18)
+    assert core.local_plate("docs", frames, 1850, 7, core.default_batch_size)[1] == 7
+    assert [core.default_batch_size(n) for n in (1, 99, 250, 12_899, 12_900, 100_000)] == [1, 1, 2, 128, 128, 128]
     small = {"theta": [("docs", -1, 20)]}
-    assert core.local_plate("docs", small, None, None, core.BATCH_SIZE)[1] == 20
+    assert core.local_plate("docs", small, None, None, core.default_batch_size)[1] == 1
     with pytest.raises(ValueError, match=r"batch_size must be in \[1, num_data=20\]; got 21"):
-        core.local_plate("docs", small, None, 21, core.BATCH_SIZE)
+        core.local_plate("docs", small, None, 21, core.default_batch_size)
 
 
 def test_local_cavi_stops_at_the_first_pass_whose_mean_row_change_is_below_tol():

@@ -73,7 +73,7 @@ def test_donating_update_writes_the_rows_in_place_with_the_same_result():
     pyro.set_rng_seed(0)
     ngsvi = NaturalGradientSVI(GMM.pyro_model, local_plate="data", full_data_start=False)
     state = ngsvi.init(**data)
-    assert ngsvi.batch_size == 60  # the default 128, cut to the plate's size
+    assert ngsvi.batch_size == 1  # the default: 60 // 100 steps per epoch, at least 1
     copy = NGSVIState(*({n: tuple(a.clone() for a in arrays) for n, arrays in tree.items()} for tree in state[:2]), 0)
     batch = np.array([3, 17, 40, 59])
     fresh = ngsvi.update(state, batch)
