@@ -106,19 +106,33 @@ def _support_point(noise: dict) -> Callable[[dict], Any]:
     return value
 
 
-def _unconstrained_shapes(program: Callable) -> dict:
-    """Name -> unconstrained shape of every continuous latent site (traced abstractly:
-    nothing is compiled or run)."""
+def _unconstrained_shapes(program: Callable[[list], Callable], arrays: list) -> dict:
+    """Name -> unconstrained shape of every continuous latent site of ``program(arrays)``.
+
+    Traced abstractly, each latent at a placeholder of its shape: nothing is sampled,
+    compiled or run. The arrays enter as abstract arguments (with them as constants,
+    NumPyro checks concrete parameters eagerly: one small compilation per check), as
+    constants only when the program needs concrete data values.
+    """
     shapes: dict[str, tuple] = {}
 
-    def record() -> int:
-        trace = handlers.trace(handlers.seed(program, rng_seed=0)).get_trace()
+    def placeholder(site: dict) -> Any:
+        if site["type"] != "sample" or site.get("is_observed"):
+            return None
+        dtype = jnp.int32 if site["fn"].support.is_discrete else jnp.result_type(float)
+        return jnp.zeros(site["fn"].shape(), dtype=dtype)
+
+    def record(data: list) -> int:
+        trace = handlers.trace(handlers.seed(handlers.substitute(program(data), substitute_fn=placeholder), rng_seed=0)).get_trace()
         for name, site in trace.items():
             if site["type"] == "sample" and not site["is_observed"] and not site["fn"].support.is_discrete:
                 shapes[name] = tuple(biject_to(site["fn"].support).inverse_shape(site["fn"].shape()))
         return 0
 
-    jax.eval_shape(record)
+    try:
+        jax.eval_shape(record, arrays)
+    except _NEEDS_CONCRETE:
+        jax.eval_shape(lambda: record(arrays))
     return shapes
 
 
@@ -180,7 +194,7 @@ def run_sites(model: Callable, args: tuple, kwargs: dict) -> Callable[[Optional[
     def support_noise(seed: int) -> dict:
         """Uniform(-2, 2) noise (NumPy: no random-bit program to compile) per continuous latent."""
         if not unconstrained:
-            unconstrained.append(_unconstrained_shapes(program(arrays)))
+            unconstrained.append(_unconstrained_shapes(program, arrays))
         rng = np.random.default_rng(seed)
         return {name: to_jax(rng.uniform(-2.0, 2.0, shape)) for name, shape in unconstrained[0].items()}
 
