@@ -1,4 +1,5 @@
-"""Held-out perplexity of a topic posterior, by scikit-learn's own code (shared by the LDA benchmarks).
+"""Held-out perplexity of a topic posterior, by scikit-learn's own code, and a fresh JAX
+compilation cache (shared by the LDA benchmarks).
 
 Both methods of a benchmark are scored by this one function: the topics' posterior
 ``Dirichlet(lambda)`` is put into a scikit-learn ``LatentDirichletAllocation`` estimator
@@ -7,6 +8,8 @@ documents in with the topics fixed.
 """
 
 from __future__ import annotations
+
+import tempfile
 
 import numpy as np
 from scipy.special import psi
@@ -18,3 +21,15 @@ def sklearn_perplexity(estimator, topic_concentration: np.ndarray, counts: np.nd
     estimator.components_ = np.array(topic_concentration, dtype=np.float64)
     estimator.exp_dirichlet_component_ = np.exp(psi(estimator.components_) - psi(estimator.components_.sum(1, keepdims=True)))
     return float(estimator.perplexity(counts))
+
+
+def fresh_compilation_cache() -> str:
+    """Turn JAX's persistent compilation cache on, in a new (empty) temporary directory:
+    a first fit in this process compiles from scratch, a second one reads what it wrote.
+    Returns the directory."""
+    import jax
+
+    directory = tempfile.mkdtemp(prefix="ppl_vi_bench_jax_cache_")
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return directory

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 
 import numpy as np
@@ -228,15 +227,10 @@ def main() -> None:
         return
 
     scorer_estimator = LatentDirichletAllocation(n_components=args.num_topics, random_state=0, **priors).fit(test[:2])
-    from lda_perplexity import sklearn_perplexity  # a sibling script, imported here so that tests can import lda_docs
+    from lda_perplexity import fresh_compilation_cache, sklearn_perplexity  # a sibling script: imported here, so tests can import lda_docs
 
     scorer = lambda topics, docs: sklearn_perplexity(scorer_estimator, topics, docs)  # noqa: E731
-    import jax
-
-    # JAX's persistent compilation cache in a new (empty) directory: the first NGSVI
-    # object below compiles from scratch, a second one (a second fit) reads the cache
-    jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="ppl_vi_bench_jax_cache_"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    fresh_compilation_cache()  # the first NGSVI object below compiles from scratch, the second reads the cache
     ngsvi, planned, cold = compile_ngsvi(args, words, raw)
     warm = compile_ngsvi(args, words, raw)[2]
     print(f"NGSVI planning + compilation: {cold:.2f} s on the first fit in this process, {warm:.2f} s on a second fit "

@@ -22,3 +22,11 @@ BACKENDS = ("numpyro", "pyro")
 def backend(request) -> str:
     """Parametrize a test over both host libraries."""
     return request.param
+
+
+@pytest.fixture
+def as_backend(backend):
+    """``as_backend(x)``: a NumPy array (or number) as an array of the ``backend`` fixture's library."""
+    if backend == "numpyro":
+        return jax.numpy.asarray
+    return torch.as_tensor

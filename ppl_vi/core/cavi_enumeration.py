@@ -210,14 +210,8 @@ def reduced_total(
     """
     ndim = len(batch_shape)
     full = tuple(batch_shape) + tuple(param_shape[len(param_shape) - num_reinterpreted :] if num_reinterpreted else ())
-    aligned = (1,) * (len(full) - len(param_shape)) + tuple(param_shape)
-    data_sizes = [1] * len(full)
-    for stat, n_event in zip(value_stats, event_ndims):
-        stat_batch = tuple(stat.shape[: stat.ndim - n_event])
-        for i, size in enumerate(stat_batch):
-            d = len(full) - len(stat_batch) + i
-            data_sizes[d] = max(data_sizes[d], size)
-    inside = [d for d in range(ndim) if aligned[d] == 1 and max(data_sizes[d], batch_shape[d]) > 1]
+    # the batch dims no parameter varies along (the data's batch is part of the term's)
+    inside = [d for d in _summed_dims(tuple(param_shape), full) if d < ndim]
     if not inside:
         return None
     kept = tuple(d for d in range(len(full)) if d not in inside)

@@ -99,23 +99,25 @@ def check_indices(indices: Any, plate: LocalPlate) -> np.ndarray:
         raise ValueError(f"minibatch indices must be a non-empty 1-D integer array; got dtype {indices.dtype}, shape {indices.shape}")
     if indices.min() < 0 or indices.max() >= plate.size:
         raise ValueError(f"minibatch indices must lie in [0, {plate.size}) (plate {plate.name!r}); got [{indices.min()}, {indices.max()}]")
-    if np.unique(indices).size != indices.size:
-        raise ValueError("minibatch indices must be distinct")
+    values, counts = np.unique(indices, return_counts=True)
+    if values.size != indices.size:
+        raise ValueError(f"minibatch indices must be distinct positions of plate {plate.name!r}; repeated: {values[counts > 1][:10].tolist()}")
     return indices.astype(np.int64)
 
 
-def _plate_axis(shape: tuple, batch_ndim: int, plate: LocalPlate) -> int | None:
-    """Axis of ``shape`` along the plate when its leading ``batch_ndim`` dims are plate dims and it has size ``N`` there."""
+def _plate_axis(shape: tuple, batch_ndim: int, plate: LocalPlate, what: str = "an array") -> int | None:
+    """Axis of ``shape`` along the plate when its leading ``batch_ndim`` dims are plate dims
+    and it has size ``N`` there; ``what`` names the array in the error."""
     axis = batch_ndim + plate.dim
     if axis < 0 or axis >= len(shape) or shape[axis] == 1:
         return None
     if shape[axis] != plate.size:
-        raise ValueError(f"an array of shape {shape} has size {shape[axis]} along plate {plate.name!r} (dim {plate.dim}); expected {plate.size} or 1")
+        raise ValueError(f"{what} of shape {shape} has size {shape[axis]} along plate {plate.name!r} (dim {plate.dim}); expected {plate.size} or 1")
     return axis
 
 
 def _take(a: Any, batch_ndim: int, plate: LocalPlate, indices: Any) -> Any:
-    if a is None or isinstance(a, (int, float)) or not hasattr(a, "shape"):
+    if not hasattr(a, "shape"):
         return a
     axis = _plate_axis(tuple(a.shape), batch_ndim, plate)
     return a if axis is None else namespace(a).take(a, indices, axis=axis)
@@ -132,7 +134,7 @@ def check_batchable(plan: Plan, plate: LocalPlate) -> None:
     local = {n for n in plan.latents if n in plate.sites}
     for name in local:
         spec = plan.latents[name]
-        if _plate_axis(tuple(spec.batch_shape), len(spec.batch_shape), plate) is None and plate.size > 1:
+        if _plate_axis(tuple(spec.batch_shape), len(spec.batch_shape), plate, f"local site {name!r}") is None and plate.size > 1:
             raise ValueError(f"local site {name!r} has batch shape {spec.batch_shape}, without plate {plate.name!r} (size {plate.size}) at dim {plate.dim}")
     for term in plan.terms:
         if term.name not in plate.sites:
@@ -145,7 +147,7 @@ def check_batchable(plan: Plan, plate: LocalPlate) -> None:
                         f"that contains both, or fit the full data with CAVI"
                     )
             continue
-        if _plate_axis(tuple(term.batch_shape), len(term.batch_shape), plate) is None and plate.size > 1:
+        if _plate_axis(tuple(term.batch_shape), len(term.batch_shape), plate, f"site {term.name!r}") is None and plate.size > 1:
             raise ValueError(f"site {term.name!r} in plate {plate.name!r} has batch shape {term.batch_shape} without the plate at dim {plate.dim}")
         for pname, dep in term.params.items():
             if dep.latent in local:
@@ -156,14 +158,15 @@ def _check_own_rows(term: Term, pname: str, dep: Dependency, spec: LatentSpec, p
     """Row ``n`` of ``term`` must read row ``n`` of the local latent it depends on."""
     what = f"site {term.name!r} ({term.family} {pname}) reads the local site {spec.name!r}"
     batch = tuple(dep.shape[: _param_batch(dep, term, pname)])
-    axis = _plate_axis(batch, len(batch), plate)
+    axis = _plate_axis(batch, len(batch), plate, f"parameter {pname!r} of site {term.name!r}")
+    fix = f"; row n of {term.name!r} must read row n of {spec.name!r} (index it by the plate position), or fit the full data with CAVI"
     if dep.kind != "gather" or axis is None or tuple(np.shape(dep.index)) != batch:
-        raise NotImplementedError(f"NaturalGradientSVI cannot subsample plate {plate.name!r}: {what} other than row by row ({dep.kind})")
+        raise NotImplementedError(f"NaturalGradientSVI cannot subsample plate {plate.name!r}: {what} other than row by row ({dep.kind}){fix}")
     index = np.asarray(dep.index)
     rows = np.unravel_index(index, tuple(spec.batch_shape))[len(spec.batch_shape) + plate.dim]
     own = np.arange(plate.size).reshape((plate.size,) + (1,) * (len(batch) - axis - 1))
     if not np.array_equal(rows, np.broadcast_to(own, batch)):
-        raise NotImplementedError(f"NaturalGradientSVI cannot subsample plate {plate.name!r}: {what} across plate rows")
+        raise NotImplementedError(f"NaturalGradientSVI cannot subsample plate {plate.name!r}: {what} across plate rows{fix}")
 
 
 def _renumber(index: Any, spec: LatentSpec, plate: LocalPlate, size: int) -> Any:

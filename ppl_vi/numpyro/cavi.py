@@ -136,17 +136,13 @@ class CAVI:
     num_restarts : int
         Independent starts run in parallel (``jax.vmap``); the best final ELBO is kept.
     overrelax : bool
-        Adaptive over-relaxation (:mod:`ppl_vi.core.cavi_overrelax`): each step is a
-        sweep plus an extrapolation of the continuous sites, kept only when its exact
-        ELBO is higher — monotone like plain CAVI. On a 100k-point Gaussian mixture with
-        overlapping components it took 3-9 times fewer steps, each costing about two
-        sweeps; on LDA it saved one sweep in eight, so plain sweeps are the default.
+        Adaptive over-relaxed steps, still monotone (:mod:`ppl_vi.core.cavi_overrelax`,
+        with what they gained and cost where measured); plain sweeps by default.
     seed_from_data : bool
-        A discrete site that selects the Dirichlet row of a Categorical observation (LDA's
-        topics) starts from rows seeded by the counts of random groups of observations
-        (:mod:`ppl_vi.core.cavi_start`): on 2,000 documents it reached scikit-learn's
-        perplexity in 8 sweeps instead of 34. ``False``: Dirichlet(1) responsibilities,
-        which on small corpora with few topics reached better optima.
+        Start a discrete site that selects the Dirichlet row of a Categorical observation
+        (LDA's topics) from the counts of random groups of observations; ``False``:
+        Dirichlet(1) responsibilities (:mod:`ppl_vi.core.cavi_start`, with when each did
+        better).
 
     Notes
     -----
@@ -193,7 +189,7 @@ class CAVI:
         return CAVIState(eta, mu, jnp.full((), -jnp.inf, dtype=dtype), jnp.zeros((), dtype=jnp.int32), jnp.zeros((), dtype=dtype))
 
     def update(self, state: CAVIState) -> tuple[CAVIState, CAVIInfo]:
-        """One step: a sweep, over-relaxed unless ``overrelax=False`` (pure; ``jax.jit``-able)."""
+        """One step: a plain sweep, or an over-relaxed step with ``overrelax=True`` (pure; ``jax.jit``-able)."""
         if self._plan is None:
             raise RuntimeError("call init(rng_key, *args) before update(state)")
         if self.overrelax:

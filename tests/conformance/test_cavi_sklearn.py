@@ -93,8 +93,7 @@ def test_lda_fixed_point_is_scikit_learns(backend):
 
 @pytest.mark.slow
 def test_lda_from_scratch_is_no_worse_than_scikit_learn():
-    # random (Dirichlet(1)) starts: on a corpus this small, with few topics, the data-seeded
-    # start commits early and its restarts ended 10-50 nats lower (see ppl_vi.core.cavi_start)
+    # random (Dirichlet(1)) starts: see ppl_vi.core.cavi_start for when the data-seeded start is worse
     result, raw, _ = fit("numpyro", "lda", seed=1, num_restarts=4, seed_from_data=False, num_docs=40, doc_length=60)
     counts = models.get("lda").extras["token_counts"](raw).astype(np.float64)
     bounds = []

@@ -20,21 +20,11 @@ import numpyro.distributions as dist
 import pytest
 
 import models
+from benchmarks.ngsvi_lda import lda_docs
 from ppl_vi.core import ngsvi as core
 from ppl_vi.core.cavi_objective import expected_log_joint
 from ppl_vi.core.ngsvi_batch import batch_plan, gather_rows
 from ppl_vi.numpyro import NaturalGradientSVI
-
-
-def lda_docs(words, num_topics, vocab_size):
-    length, num_docs = words.shape
-    with numpyro.plate("topic_plate", num_topics):
-        topics = numpyro.sample("topics", dist.Dirichlet(jnp.full((vocab_size,), 0.3)))
-    with numpyro.plate("docs", num_docs, dim=-1):
-        doc_topics = numpyro.sample("doc_topics", dist.Dirichlet(jnp.full((num_topics,), 0.5)))
-        with numpyro.plate("tokens", length, dim=-2):
-            assignment = numpyro.sample("assignment", dist.Categorical(doc_topics), infer={"enumerate": "parallel"})
-            numpyro.sample("words", dist.Categorical(topics[assignment]), obs=words)
 
 
 def _setup(model, plate, batch_size, **data):
@@ -79,7 +69,7 @@ def test_nested_plate_lda_batch_plan_equals_masked_full_plan():
     rng = np.random.default_rng(0)
     num_docs, length, batch_size = 23, 6, 5
     words = jnp.asarray(rng.integers(0, 9, size=(length, num_docs)))
-    ngsvi, state = _setup(lda_docs, "docs", batch_size, words=words, num_topics=3, vocab_size=9)
+    ngsvi, state = _setup(lda_docs, "docs", batch_size, words=words, num_topics=3, vocab_size=9, alpha=0.5, eta=0.3)
     assert ngsvi.locals == ("doc_topics", "assignment") and ngsvi.globals == ("topics",)
     indices = np.array([17, 3, 22, 8, 0])
     batch = _assert_batch_equals_masked(ngsvi, state.mean, indices)
@@ -191,7 +181,7 @@ def test_local_cavi_stops_at_the_first_pass_whose_mean_row_change_is_below_tol()
 
     rng = np.random.default_rng(1)
     words = jnp.asarray(rng.integers(0, 9, size=(6, 23)))
-    ngsvi, state = _setup(lda_docs, "docs", 5, words=words, num_topics=3, vocab_size=9)
+    ngsvi, state = _setup(lda_docs, "docs", 5, words=words, num_topics=3, vocab_size=9, alpha=0.5, eta=0.3)
     plan, plate, names, tol = ngsvi.plan, ngsvi.plate, ngsvi.locals, 1e-3
     one_pass = jax.jit(lambda eta, mu: core.local_pass(plan, names, eta, mu, _grad))
 

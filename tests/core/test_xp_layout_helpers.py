@@ -27,7 +27,10 @@ def test_values_are_the_identity_and_logsumexp(backend, size):
     values[0, 0, 0] = -np.inf
     x = _arrays(backend, values)
     sp = special(x)
-    np.testing.assert_array_equal(np.asarray(sp.materialize(x)), values)
+    if backend == "numpyro":
+        np.testing.assert_array_equal(np.asarray(sp.materialize(x)), values)
+    else:  # torch fuses nothing: the helper is the identity
+        assert sp.materialize(x) is x
     got = np.asarray(sp.logsumexp_small(x))
     assert got.shape == (5, 4, 1)
     np.testing.assert_allclose(got, logsumexp(values, axis=-1, keepdims=True), rtol=1e-14, atol=0)

@@ -26,22 +26,12 @@ def local_model(backend):
     return model
 
 
-def as_backend(x, backend):
-    if backend == "numpyro":
-        import jax.numpy as jnp
-
-        return jnp.asarray(x)
-    import torch
-
-    return torch.as_tensor(x)
-
-
-def test_amortized_encoder_learns_the_exact_local_posterior(backend):
+def test_amortized_encoder_learns_the_exact_local_posterior(backend, as_backend):
     rng = np.random.default_rng(0)
     x = A * rng.standard_normal(12) + SIGMA * rng.standard_normal(12)
     post_mean, post_sd = (A / SIGMA**2) * x / POST_PRECISION, POST_PRECISION**-0.5
     reference = {"z": post_mean + post_sd * rng.standard_normal((2, 2000, 12))}
-    report = compare((local_model(backend), (as_backend(x, backend),), {}), methods=["amortized"],
+    report = compare((local_model(backend), (as_backend(x),), {}), methods=["amortized"],
                      backend=backend, reference=reference, num_draws=1000, num_khat_seeds=1,
                      progress_bar=False,
                      method_options={"amortized": {"step_size": 0.05, "num_particles": 1, "hidden": (16,),
