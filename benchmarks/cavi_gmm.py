@@ -31,7 +31,12 @@ scikit-learn through ``_initialize``):
   same objective (20 draws) within ``--svi-gap`` nats, or its time budget runs out.
   (CAVI's own mean-field ELBO is lower than that value, by about 15 nats at N=20k:
   comparing SVI's objective with it would favour SVI);
-* the ratios.
+* the ratios. Against SVI, time to the same ELBO is measured alike for both: SVI's time
+  counts its compilation (the first step) and ends at the first check within
+  ``--svi-gap`` nats of CAVI's value; CAVI's is its run's wall time (planning, start,
+  compilation included) up to the first sweep within ``--svi-gap`` nats of its own final
+  ELBO (the sweeps after it, to ``--tol``, are subtracted at the measured cost per sweep).
+  CAVI's time to full convergence is printed beside it.
 
 Run: ``.venv/bin/python benchmarks/cavi_gmm.py [--num-data 100000] [--svi-budget 300] [--skip-pyro] [--seed 0]``
 """
@@ -245,11 +250,14 @@ def main() -> None:
           f"(its mean-field ELBO: {cavi_elbo:.1f})", flush=True)
     guide = AutoNormal(handlers.block(zoo.numpyro_model, hide=["assignment"]))
     svi = SVI(zoo.numpyro_model, guide, optax.adam(0.05), enum_elbo)
+    start = time.perf_counter()
     svi_state = svi.init(jax.random.PRNGKey(args.seed), **data)
     step = jax.jit(lambda s: svi.update(s, **data))
     svi_state, loss = step(svi_state)
     jax.block_until_ready(loss)
-    elapsed, num_svi, best_svi, reached = 0.0, 0, -np.inf, float("nan")
+    svi_fixed = time.perf_counter() - start  # init + compilation + one step
+    print(f"  SVI init + compilation + first step: {svi_fixed:.2f} s", flush=True)
+    elapsed, num_svi, best_svi, reached = svi_fixed, 1, -np.inf, float("nan")
     while elapsed < args.svi_budget:
         start = time.perf_counter()
         for _ in range(100):
@@ -261,15 +269,20 @@ def main() -> None:
         if best_svi >= target - args.svi_gap:
             reached = elapsed
             break
-    rows["NumPyro SVI (AutoNormal, Adam)"] = (elapsed / max(num_svi, 1), reached, best_svi, num_svi)
+    rows["NumPyro SVI (AutoNormal, Adam)"] = ((elapsed - svi_fixed) / max(num_svi - 1, 1), reached, best_svi, num_svi)
 
     _print(args, rows, t_sk, reached_sk)
-    ours = rows["ppl_vi CAVI (NumPyro)"][1]
+    converged = rows["ppl_vi CAVI (NumPyro)"][1]
+    sweeps_to_gap = int(np.argmax(result.elbo >= result.elbo[-1] - args.svi_gap)) + 1
+    to_gap = converged - (result.num_steps - sweeps_to_gap) * costs["sweep"]
+    print(f"CAVI within {args.svi_gap:g} nats of its final ELBO after {sweeps_to_gap} of {result.num_steps} sweeps: "
+          f"{to_gap:.1f} s of its {converged:.1f} s run")
     if np.isnan(reached):
         print(f"SVI did not reach CAVI's value of its objective - {args.svi_gap} nats in {args.svi_budget:.0f} s "
-              f"(best {best_svi:.1f}); speed-up >= {elapsed / ours:.1f}x")
+              f"(best {best_svi:.1f}); speed-up >= {elapsed / to_gap:.1f}x ({elapsed / converged:.1f}x against CAVI's whole run)")
     else:
-        print(f"time to CAVI's value of SVI's objective: SVI {reached:.1f} s vs CAVI {ours:.1f} s: {reached / ours:.1f}x")
+        print(f"time to within {args.svi_gap:g} nats of CAVI's value (compilation counted for both): SVI {reached:.1f} s vs "
+              f"CAVI {to_gap:.1f} s: {reached / to_gap:.1f}x ({reached / converged:.1f}x against CAVI's whole run to tol {args.tol:g})")
 
 
 def _cavi_global_guide(posterior: dict):

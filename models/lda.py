@@ -7,6 +7,13 @@ Model::
     assignment_t ~ Categorical(doc_topics[doc_ids_t])        (plate "tokens", enumerated)
     words_t ~ Categorical(topics[assignment_t])              (observed)
 
+The same program takes a corpus as distinct (document, word) pairs with their
+multiplicities: ``counts`` scales each pair's two sites (``handlers.scale``), so a pair
+seen ``c`` times contributes what its ``c`` tokens do (they share one posterior factor
+at the optimum) while the program's size grows with the distinct pairs, as
+scikit-learn's document-word matrix does. :func:`pair_counts` (``extras["pair_counts"]``)
+turns a token corpus into that form.
+
 The topic plate is called ``"topic_plate"``, not ``"topics"``: Pyro records a plate as a
 trace site of its own name, which would collide with the sample site ``"topics"``.
 :func:`token_counts` gives the document-by-word count matrix that scikit-learn's
@@ -22,26 +29,30 @@ sets of draws of the same posterior.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from pyroapi import distributions as dist
-from pyroapi import pyro
+from pyroapi import handlers, pyro
 
 from models import ZooModel, register
 from models._checks import require_positive
 from ppl_vi.core._xp import namespace
 
 
-def lda(words, doc_ids, num_docs: int, num_topics: int, vocab_size: int, alpha: float, eta: float) -> None:
-    """``words``, ``doc_ids``: (num_tokens,) integer word and document indices."""
+def lda(words, doc_ids, num_docs: int, num_topics: int, vocab_size: int, alpha: float, eta: float, counts=None) -> None:
+    """``words``, ``doc_ids``: (num_tokens,) integer word and document indices;
+    ``counts``: optional (num_tokens,) multiplicity of each entry (then the entries are
+    distinct (document, word) pairs, see :func:`pair_counts`)."""
     xp = namespace(words)
     with pyro.plate("topic_plate", num_topics):
         topics = pyro.sample("topics", dist.Dirichlet(xp.full((vocab_size,), float(eta))))
     with pyro.plate("docs", num_docs):
         doc_topics = pyro.sample("doc_topics", dist.Dirichlet(xp.full((num_topics,), float(alpha))))
-    with pyro.plate("tokens", words.shape[0]):
+    multiplicity = contextlib.nullcontext() if counts is None else handlers.scale(scale=counts)
+    with pyro.plate("tokens", words.shape[0]), multiplicity:
         assignment = pyro.sample("assignment", dist.Categorical(doc_topics[doc_ids]), infer={"enumerate": "parallel"})
         pyro.sample("words", dist.Categorical(topics[assignment]), obs=words)
 
@@ -87,10 +98,25 @@ def generate_data(
 
 
 def token_counts(data: Mapping[str, Any]) -> np.ndarray:
-    """Document-by-word counts, shape (num_docs, vocab_size), from the flat tokens."""
+    """Document-by-word counts, shape (num_docs, vocab_size), from the flat tokens (or
+    pairs with their ``counts``)."""
     num_docs, vocab_size = data["num_docs"], data["vocab_size"]
     flat = np.asarray(data["doc_ids"]) * vocab_size + np.asarray(data["words"])
-    return np.bincount(flat, minlength=num_docs * vocab_size).reshape(num_docs, vocab_size)
+    counts = data.get("counts")
+    weights = None if counts is None else np.asarray(counts)
+    matrix = np.bincount(flat, weights=weights, minlength=num_docs * vocab_size).reshape(num_docs, vocab_size)
+    return matrix if weights is None else np.rint(matrix).astype(np.int64)
+
+
+def pair_counts(data: Mapping[str, Any]) -> dict:
+    """The corpus as distinct (document, word) pairs, for :func:`lda`'s ``counts``.
+
+    Returns ``data`` with ``words`` and ``doc_ids`` of shape (num_pairs,) (sorted by
+    document, then word) and ``counts`` (num_pairs,) float, each pair's number of tokens.
+    """
+    matrix = token_counts(data)
+    doc_ids, words = np.nonzero(matrix)
+    return {**data, "words": words.astype(np.int64), "doc_ids": doc_ids.astype(np.int64), "counts": matrix[doc_ids, words].astype(np.float64)}
 
 
 def relabel(draws: dict) -> dict:
@@ -132,6 +158,6 @@ MODEL = register(
         conjugate=True,
         reference="nuts",
         generate_data=generate_data,
-        extras={"token_counts": token_counts, "relabel": relabel},
+        extras={"token_counts": token_counts, "pair_counts": pair_counts, "relabel": relabel},
     )
 )

@@ -301,10 +301,25 @@ def expected_log_joint(plan: Plan, mu: MeanParams, only: Optional[str] = None, w
     return total
 
 
+def _scale_for_stat(spec: LatentSpec, stat_ndim: int) -> Any:
+    """The site's scale, broadcastable against a statistic with ``stat_ndim`` event dims.
+
+    A scale that varies along the batch (``handlers.scale`` with an array, a mask) has the
+    batch's shape, or a shape broadcasting against it from the right; it is given the
+    statistic's event dimensions as trailing ones.
+    """
+    scale = spec.scale
+    if isinstance(scale, (int, float)) or scale.ndim == 0 or stat_ndim == 0:
+        return scale
+    xp = namespace(scale)
+    padding = len(spec.batch_shape) - scale.ndim
+    return xp.reshape(scale, (1,) * padding + tuple(scale.shape) + (1,) * stat_ndim)
+
+
 def categorical_log_normalizer(spec: LatentSpec, grad: tuple) -> Array:
     """Log normalizer of a Categorical site's update, ``logsumexp(g / scale)`` over the
     support (short: ``logsumexp_small`` of :mod:`ppl_vi.core._xp`); shape ``batch + (1,)``."""
-    unnormalized = grad[0] / spec.scale
+    unnormalized = grad[0] / _scale_for_stat(spec, 1)
     return special(unnormalized).logsumexp_small(unnormalized)
 
 
@@ -315,7 +330,8 @@ def natural_update(spec: LatentSpec, grad: tuple, log_normalizer: Optional[Array
     ``log_normalizer`` (:func:`categorical_log_normalizer`, computed when not given).
     """
     xp = namespace(grad[0])
-    eta = [g / spec.scale for g in grad]
+    stat_ndims = expfam.family(spec.q_family).stat_event_ndims
+    eta = [g / _scale_for_stat(spec, ndim) for g, ndim in zip(grad, stat_ndims)]
     matrix_stat = {"MultivariateNormal": 1, "Wishart": 0}.get(spec.q_family)
     if matrix_stat is not None:
         eta[matrix_stat] = 0.5 * (eta[matrix_stat] + xp.matrix_transpose(eta[matrix_stat]))
@@ -324,15 +340,16 @@ def natural_update(spec: LatentSpec, grad: tuple, log_normalizer: Optional[Array
     return tuple(eta)
 
 
-def entropy(spec: LatentSpec, eta: tuple) -> Array:
-    """``scale * H(q_j)`` summed over the site."""
+def entropy(spec: LatentSpec, eta: tuple, mu: Optional[tuple] = None) -> Array:
+    """``scale * H(q_j)`` summed over the site (``mu``: its mean parameters, when at hand)."""
     xp = namespace(eta[0])
-    return xp.sum(expfam.family(spec.q_family).entropy(eta) * spec.scale)
+    return xp.sum(expfam.family(spec.q_family).entropy(eta, mu) * spec.scale)
 
 
 def elbo(plan: Plan, mu: MeanParams, eta: Mapping[str, tuple]) -> Array:
-    """Exact ELBO ``F(mu) + sum_j scale_j H(q_j)`` (same constants as ``Trace_ELBO``)."""
+    """Exact ELBO ``F(mu) + sum_j scale_j H(q_j)`` (same constants as ``Trace_ELBO``);
+    ``mu`` must be the mean parameters of ``eta``."""
     total = expected_log_joint(plan, mu)
     for name, spec in plan.latents.items():
-        total = total + entropy(spec, eta[name])
+        total = total + entropy(spec, eta[name], mu[name])
     return total

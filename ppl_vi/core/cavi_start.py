@@ -133,12 +133,14 @@ def seeded_rows(
     groups: np.ndarray,
     rng: np.random.Generator,
     per_row: int = GROUPS_PER_ROW,
+    weights: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """Dirichlet concentrations seeded from data: ``prior`` plus the counts of random groups.
 
     Each row in ``rows`` gets the category counts of ``per_row`` groups of observations
     (fewer if there are too few groups); the groups are drawn without replacement, so no
-    two rows share one.
+    two rows share one. An observation counts ``weights[n]`` times where given (an
+    observed site scaled by an array: distinct values with their multiplicities).
 
     Parameters
     ----------
@@ -150,6 +152,8 @@ def seeded_rows(
         Observed categories.
     groups : ndarray of int, shape (N,)
         Group label of each observation.
+    weights : ndarray, shape (N,), optional
+        Multiplicity of each observation (default: 1 each).
 
     Returns
     -------
@@ -163,7 +167,8 @@ def seeded_rows(
     hit = owner[group_of] >= 0
     num_categories = prior.shape[-1]
     flat = owner[group_of[hit]] * num_categories + values[hit]
-    counts = np.bincount(flat, minlength=len(rows) * num_categories).reshape(len(rows), num_categories)
+    hit_weights = None if weights is None else weights[hit]
+    counts = np.bincount(flat, weights=hit_weights, minlength=len(rows) * num_categories).reshape(len(rows), num_categories)
     concentration = np.array(prior, dtype=float)
     concentration[rows] += counts
     return concentration
@@ -230,12 +235,20 @@ def _categorical_start(plan: Plan, spec: LatentSpec, rng: np.random.Generator, t
         groups = _prior_groups(plan, spec, to_numpy)
         if groups is None or len(np.unique(groups)) < len(rows):
             groups = np.arange(values.shape[0])  # no grouping (e.g. shared mixture weights)
-        concentration = seeded_rows(prior, rows, values, groups, rng)
+        concentration = seeded_rows(prior, rows, values, groups, rng, weights=_observation_weights(term, shape, spec, to_numpy))
         expected_log = digamma(concentration) - digamma(concentration.sum(-1, keepdims=True))
         logits = expected_log[index, values[:, None]]
         probs = np.exp(logits - logits.max(-1, keepdims=True))
         return probs / probs.sum(-1, keepdims=True)
     return None
+
+
+def _observation_weights(term: Term, shape: tuple, spec: LatentSpec, to_numpy: Callable) -> Optional[np.ndarray]:
+    """A term's scale per observation ``(N,)`` in the site's layout, ``None`` if it is one number."""
+    scale = term.scale if isinstance(term.scale, (int, float)) else to_numpy(term.scale)
+    if np.ndim(scale) == 0 or np.size(scale) == 1:
+        return None
+    return _to_site_layout(scale, shape, spec)[:, 0]
 
 
 def _kmeans_start(plan: Plan, spec: LatentSpec, rng: np.random.Generator, to_numpy: Callable) -> Optional[np.ndarray]:

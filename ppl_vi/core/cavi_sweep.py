@@ -60,7 +60,7 @@ def _elbo_after_update(plan: Plan, mu: dict, eta: dict, name: str, log_normalize
     total = expected_log_joint(plan, mu, without=name) + xp.sum(spec.scale * log_normalizer[..., 0])
     for other, other_spec in plan.latents.items():
         if other != name:
-            total = total + entropy(other_spec, eta[other])
+            total = total + entropy(other_spec, eta[other], mu[other])
     return total
 
 

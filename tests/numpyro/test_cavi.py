@@ -18,6 +18,7 @@ from numpyro.infer import Predictive
 
 import models
 from ppl_vi.numpyro import CAVI
+from ppl_vi.numpyro._compile import BackgroundCompilation, abstract_like
 
 
 def beta_bernoulli(x, scale=1.0, mask=None):
@@ -99,3 +100,29 @@ def test_plan_updates_sites_in_program_order():
     m = models.get("bayesian_gmm")
     plan = CAVI(m.numpyro_model).plan(**m.data("numpyro", seed=0, num_data=50))
     assert plan.order == ("weights", "precisions", "locs", "assignment")
+
+
+@pytest.mark.parametrize("name", [n for n in models.names() if models.get(n).conjugate])
+def test_run_compiles_the_sweep_for_the_starting_state_shapes(name):
+    """``run`` compiles its sweep from the plan's shapes while the start is built: those
+    shapes and dtypes must be the start's (else it falls back to compiling after it)."""
+    zoo = models.get(name)
+    cavi = CAVI(zoo.numpyro_model)
+    state = cavi.init(jax.random.PRNGKey(0), **zoo.data("numpyro", seed=0))
+    assert jax.tree_util.tree_structure(cavi._abstract_state()) == jax.tree_util.tree_structure(state)
+    assert abstract_like(cavi._abstract_state()) == abstract_like(state)
+    compiling = BackgroundCompilation(cavi.update, cavi._abstract_state())
+    step = compiling.program(state)
+    assert step is not compiling._jitted  # the ahead-of-time program is used
+    new_state, info = step(state)
+    step(new_state)  # a sweep's output state has the input's shapes and dtypes again
+    np.testing.assert_allclose(float(info.elbo), float(jax.jit(cavi.update)(state)[1].elbo), rtol=1e-12)
+
+
+def test_background_compilation_falls_back_and_reports_errors():
+    compiling = BackgroundCompilation(lambda x: 2.0 * x, jax.ShapeDtypeStruct((3,), jnp.float64))
+    assert compiling.program(jnp.ones(3)) is not compiling._jitted
+    np.testing.assert_allclose(compiling.program(jnp.ones(4))(jnp.ones(4)), 2.0)  # other shapes: plain jit
+    failing = BackgroundCompilation(lambda x: x @ x, jax.ShapeDtypeStruct((3, 2), jnp.float64))
+    with pytest.raises(TypeError, match="dot_general"):
+        failing.program(jnp.ones((3, 2)))

@@ -154,9 +154,13 @@ class ExponentialFamily:
         stats = self.sufficient_stats(x, **self.stat_kwargs(eta))
         return self.log_base_measure(x) + self.inner(eta, stats) - self.log_normalizer(eta)
 
-    def entropy(self, eta: Params) -> Array:
-        """Differential (or Shannon) entropy ``A - <eta, mu> - E[log h]``, shape batch."""
-        mu = self.mean_from_natural(eta)
+    def entropy(self, eta: Params, mu: Params | None = None) -> Array:
+        """Differential (or Shannon) entropy ``A - <eta, mu> - E[log h]``, shape batch.
+
+        ``mu`` (``= mean_from_natural(eta)``) may be passed where it is at hand already:
+        then only ``A`` and ``E[log h]`` are evaluated (for a Dirichlet, no digamma).
+        """
+        mu = self.mean_from_natural(eta) if mu is None else mu
         return self.log_normalizer(eta) - self.inner(eta, mu) - self.expected_log_base_measure(eta)
 
     def kl_divergence(self, eta_p: Params, eta_q: Params) -> Array:
