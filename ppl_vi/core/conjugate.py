@@ -36,6 +36,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ppl_vi.core._xp import namespace, special
+from ppl_vi.core.expfam._linalg import chol_inverse, chol_logdet, cholesky
 
 Array = Any
 Moments = tuple
@@ -284,9 +285,10 @@ def _wishart(v: tuple, p: dict) -> Array:
     df, scale = p["df"], p["scale_matrix"]
     dim = X.shape[-1]
     sp = special(X)
-    trace = xp.sum(xp.linalg.inv(scale) * X, axis=(-2, -1))
+    chol = cholesky(scale)  # through the factor: no LU (a pivoting loop to compile)
+    trace = xp.sum(chol_inverse(chol) * X, axis=(-2, -1))
     log_norm = (
-        0.5 * df * dim * math.log(2.0) + 0.5 * df * sp.logdet(scale) + sp.multigammaln(0.5 * df, dim)
+        0.5 * df * dim * math.log(2.0) + 0.5 * df * chol_logdet(chol) + sp.multigammaln(0.5 * df, dim)
     )
     return 0.5 * (df - dim - 1.0) * logdet_x - 0.5 * trace - log_norm
 
