@@ -250,8 +250,10 @@ def local_cavi(plan: Plan, plate: LocalPlate, names: tuple, eta: dict, mu: dict,
         new_eta, new_mu = {n: new_eta[n] for n in names}, {n: new_mu[n] for n in names}
         return new_eta, new_mu, row_change(plan, plate, new_mu, local_mu, names), it + 1
 
-    carry = body(({n: eta[n] for n in names}, {n: mu[n] for n in names}, math.inf, 0))
-    if len(names) > 1:
+    carry = ({n: eta[n] for n in names}, {n: mu[n] for n in names}, math.inf, 0)
+    if len(names) == 1:
+        carry = body(carry)
+    else:  # the first pass inside the loop too (its condition holds at the start): the pass is compiled once
         carry = host.while_loop(lambda c: (c[2] > tol) & (c[3] < max_iters), body, carry)
     return {**eta, **carry[0]}, {**mu, **carry[1]}
 

@@ -9,6 +9,12 @@ its exactness are described in :mod:`ppl_vi.core.ngsvi`. The program is planned 
 CAVI loop a ``lax.while_loop`` inside it. It compiles once per batch size: :meth:`run`
 uses equal batches (:func:`ppl_vi.core.ngsvi.epoch_batches`).
 
+A first fit pays for compiling the step (about 1 s for LDA, longer than planning and
+the start together), so :meth:`init` has it compiled ahead of time in a worker thread
+(:class:`ppl_vi.numpyro._compile.BackgroundCompilation`) from the plan's shapes while
+the start is computed, as it has the full-data start's programs and :meth:`evaluate`'s
+(which :meth:`run` calls after its first epoch).
+
 Example
 -------
 >>> import jax, models
@@ -22,17 +28,20 @@ Example
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
 from numpyro import handlers
 from tqdm.auto import tqdm
 
 from ppl_vi.core import ngsvi as core
 from ppl_vi.core.cavi_objective import elbo as exact_elbo
 from ppl_vi.core.cavi_result import inference_data
+from ppl_vi.numpyro._compile import BackgroundCompilation, _signature
 from ppl_vi.numpyro.cavi import CAVI, _distribution
 
 __all__ = ["NaturalGradientSVI", "NGSVIState", "NGSVIResult"]
@@ -86,6 +95,35 @@ def _scatter(full: jax.Array, axis: int, indices: jax.Array, rows: jax.Array) ->
 
 
 _HOST = core.Host(_grad, _scatter, jax.lax.while_loop)
+
+
+# XLA:CPU's older (LLVM IR) fusion emitters: LDA's step (benchmarks/ngsvi_lda.py) compiled
+# in 0.68 s instead of 0.98 s, 45 steps took the same time (0.54 s) and gave the same bits
+_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+
+
+def _jit(fn: Callable, **options: Any) -> Callable:
+    return jax.jit(fn, compiler_options=_COMPILER_OPTIONS, **options)
+
+
+class _Compilation(BackgroundCompilation):
+    """:class:`~ppl_vi.numpyro._compile.BackgroundCompilation` of :func:`_jit` ``(fn, **options)``
+    (the base class compiles ``jax.jit(fn)``: no donation, no compiler options)."""
+
+    def __init__(self, fn: Callable, *abstract_args: Any, **options: Any):  # the base's __init__ with _jit
+        self._jitted = _jit(fn, **options)
+        self._signature = _signature(abstract_args)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ppl_vi-compile")
+        self._future = executor.submit(lambda: self._jitted.lower(*abstract_args).compile())
+        executor.shutdown(wait=False)
+
+
+@jax.jit
+def _run_keys(rng_key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """:meth:`NaturalGradientSVI.run`'s key for ``init`` and seed of the batch order (one
+    compiled program: eagerly, the split and the draw compiled one program each)."""
+    init_key, batch_key = jax.random.split(rng_key)
+    return init_key, jax.random.randint(batch_key, (), 0, 2**31 - 1)
 
 
 def _plate_frames(model: Callable, args: tuple, kwargs: dict) -> dict:
@@ -160,24 +198,48 @@ class NaturalGradientSVI:
         self.plan = None
 
     def init(self, rng_key: jax.Array, *args: Any, **kwargs: Any) -> NGSVIState:
-        """Plan the program and pick the start (see ``full_data_start``)."""
+        """Plan the program and pick the start (see ``full_data_start``); the step (and the
+        full-data start's programs) compile in worker threads meanwhile."""
         frames = _plate_frames(self.model, args, kwargs)
         plate, self.batch_size = core.local_plate(self.local_plate_name, frames, self.num_data, self.requested_batch_size, core.default_batch_size)
         self.split = core.split_plan(self.cavi.plan(*args, **kwargs), plate)
         self.plan, self.plate, self.locals, self.globals = self.split.plan, plate, self.split.locals, self.split.globals
+        self._compile_ahead()
         start = self.cavi.init(rng_key)
-        self._step = jax.jit(self._step_fn)
-        self._step_donating = jax.jit(self._step_fn, donate_argnums=(0, 1))
-        self._evaluate = jax.jit(self._evaluate_fn)
         if not self.full_data_start:
             return NGSVIState(start.natural, start.mean, 0)
-        fit_globals = jax.jit(lambda eta, mu: core.start_passes(self.split, eta, mu, _grad))
-        tol = jnp.asarray(core.START_TOL)
+        tol = np.asarray(core.START_TOL, dtype=jnp.result_type(float))
         candidates = []
         for fit_locals in (False, True):  # CAVI's start locals / locals fitted to its start globals
-            eta, mu = self._evaluate(start.natural, start.mean, tol)[:2] if fit_locals else (start.natural, start.mean)
-            candidates.append(NGSVIState(*fit_globals(eta, mu), 0))
-        return max(candidates, key=lambda state: float(self._evaluate(state.natural, state.mean, tol)[2]))
+            eta, mu = self._evaluating.program(start.natural, start.mean, tol)(start.natural, start.mean, tol)[:2] if fit_locals else (start.natural, start.mean)
+            candidates.append(NGSVIState(*self._fitting_globals.program(eta, mu)(eta, mu), 0))
+        return max(candidates, key=lambda state: float(self._evaluating.program(state.natural, state.mean, tol)(state.natural, state.mean, tol)[2]))
+
+    def _compile_ahead(self) -> None:
+        """Start compiling, from the plan's shapes (:meth:`CAVI._abstract_state`), the
+        donating step and, with ``full_data_start``, the start's programs.
+
+        The cold first fit of the LDA benchmark (``benchmarks/ngsvi_lda.py``) spent 1.1 s
+        compiling the step after 0.7 s of planning and start; the state's shapes are known
+        once the plan is. :meth:`evaluate` compiles on its first call unless
+        :meth:`_compile_evaluate` started it (``init`` with ``full_data_start``, ``run``).
+        """
+        abstract = self.cavi._abstract_state()
+        self._abstract = (abstract.natural, abstract.mean)
+        dtype = jnp.result_type(float)
+        self._step = _jit(self._step_fn)
+        self._evaluate = _jit(self._evaluate_fn)
+        self._evaluating = None
+        if self.full_data_start:  # in the order init needs them
+            self._fitting_globals = _Compilation(lambda eta, mu: core.start_passes(self.split, eta, mu, _grad), *self._abstract)
+            self._compile_evaluate()
+        indices = jax.ShapeDtypeStruct((self.batch_size,), np.int64)  # check_indices' dtype
+        self._step_donating = _Compilation(self._step_fn, *self._abstract, indices, jax.ShapeDtypeStruct((), dtype), donate_argnums=(0, 1))
+
+    def _compile_evaluate(self) -> None:
+        """Start compiling :meth:`evaluate`'s program (once per :meth:`init`)."""
+        if self._evaluating is None:
+            self._evaluating = _Compilation(self._evaluate_fn, *self._abstract, jax.ShapeDtypeStruct((), jnp.result_type(float)))
 
     def _step_fn(self, eta: dict, mu: dict, indices: jax.Array, rho: jax.Array) -> tuple[dict, dict]:
         """:func:`ppl_vi.core.ngsvi.step` (one compiled program per batch size)."""
@@ -194,10 +256,12 @@ class NaturalGradientSVI:
         """
         if self.plan is None:
             raise RuntimeError("call init(rng_key, *args) before update(state, indices)")
-        indices = jnp.asarray(core.check_indices(indices, self.plate))
-        rho = self.step_size(state.step) if rho is None else rho
-        step = self._step_donating if donate else self._step
-        eta, mu = step(state.natural, state.mean, indices, jnp.asarray(rho, dtype=jnp.result_type(float)))
+        # NumPy arguments: jnp.asarray would compile a transfer program per shape
+        indices = core.check_indices(indices, self.plate)
+        rho = np.asarray(self.step_size(state.step) if rho is None else rho, dtype=jnp.result_type(float))
+        args = (state.natural, state.mean, indices, rho)
+        step = self._step_donating.program(*args) if donate else self._step
+        eta, mu = step(*args)
         return NGSVIState(eta, mu, state.step + 1)
 
     def _evaluate_fn(self, eta: dict, mu: dict, tol: jax.Array) -> tuple[dict, dict, jax.Array]:
@@ -207,7 +271,8 @@ class NaturalGradientSVI:
 
     def evaluate(self, state: NGSVIState) -> tuple[NGSVIState, float]:
         """Re-optimize the locals on every row given the globals; return that state and its exact ELBO (one compiled program)."""
-        eta, mu, value = self._evaluate(state.natural, state.mean, jnp.asarray(core.EVALUATE_TOL))
+        args = (state.natural, state.mean, np.asarray(core.EVALUATE_TOL, dtype=jnp.result_type(float)))
+        eta, mu, value = (self._evaluate if self._evaluating is None else self._evaluating.program(*args))(*args)
         return NGSVIState(eta, mu, state.step), float(value)
 
     def run(
@@ -221,9 +286,10 @@ class NaturalGradientSVI:
     ) -> NGSVIResult:
         """``num_epochs`` passes of random minibatches; the ELBO every ``elbo_every`` steps (default: each epoch)."""
         start = time.perf_counter()
-        init_key, batch_key = jax.random.split(rng_key)
+        init_key, batch_seed = _run_keys(rng_key)
         state = self.init(init_key, *args, **kwargs)
-        rng = np.random.default_rng(int(jax.random.randint(batch_key, (), 0, 2**31 - 1)))
+        self._compile_evaluate()  # needed after the first epoch
+        rng = np.random.default_rng(int(batch_seed))
         per_epoch = -(-self.plate.size // self.batch_size)
         every = per_epoch if elbo_every is None else int(elbo_every)
         elbos, steps = [], []
