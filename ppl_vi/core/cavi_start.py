@@ -26,7 +26,7 @@ which the benchmark's ``PRNGKey(0)`` start reached the perplexity in 7 sweeps): 
 20-iteration held-out perplexity in 7-8 sweeps instead of 34 and stays ahead (perplexity
 2,998 vs 3,098 after 150 sweeps); on small corpora with few topics (40 documents x 30
 words x 3 topics, where every document mixes most topics) it commits early and its
-restarts end 10-50 nats below those of the random start. ``data_seeded=False`` gives
+restarts end 10-50 nats below those of the random start. ``seed_from_data=False`` gives
 the random start.
 
 The k-means start puts :data:`START_NOISE` of each row's mass evenly over the components; the
@@ -270,21 +270,21 @@ def _kmeans_start(plan: Plan, spec: LatentSpec, rng: np.random.Generator, to_num
 
 
 def initial_responsibilities(
-    plan: Plan, spec: LatentSpec, rng: np.random.Generator, to_numpy: Callable, data_seeded: bool = True
+    plan: Plan, spec: LatentSpec, rng: np.random.Generator, to_numpy: Callable, seed_from_data: bool = True
 ) -> np.ndarray:
     """Starting probabilities of a discrete site, shape ``batch + (K,)`` (NumPy).
 
     The first of: k-means++ on continuous observations it selects the component of;
     data-seeded Dirichlet rows of an observed Categorical it selects the row of;
     Dirichlet(1) draws (module docstring). ``to_numpy`` converts the plan's host arrays.
-    ``data_seeded=False`` skips the data-seeded rows (Dirichlet(1) draws instead: slower
+    ``seed_from_data=False`` skips the data-seeded rows (Dirichlet(1) draws instead: slower
     to leave the near-symmetric start, but on small corpora with few topics it reached
     better optima; see the module docstring).
     """
     size, batch = spec.support_size, tuple(spec.batch_shape)
     probs = _kmeans_start(plan, spec, rng, to_numpy)
     if probs is None:
-        seeded = _categorical_start(plan, spec, rng, to_numpy) if data_seeded else None
+        seeded = _categorical_start(plan, spec, rng, to_numpy) if seed_from_data else None
         probs = rng.dirichlet(np.ones(size), size=batch)
         if seeded is not None:
             probs = (1.0 - START_NOISE) * seeded.reshape(batch + (size,)) + START_NOISE * probs

@@ -5,8 +5,7 @@ then the enumerated discrete sites) and sets each ``q_j`` to its exact optimum g
 others: ``eta_j = grad_{mu_j} F(mu) / scale_j``, ``mu_j = E_{eta_j}[T]``. The host
 supplies ``grad(fn, x)`` (``jax.grad`` or ``torch.autograd.grad``).
 
-The starting point (never symmetric) is built in :mod:`ppl_vi.core.cavi_start`; its
-functions are re-exported here for the adapters.
+The starting point (never symmetric) is built in :mod:`ppl_vi.core.cavi_start`.
 """
 
 from __future__ import annotations
@@ -16,9 +15,8 @@ from typing import Any, Callable, Mapping
 from ppl_vi.core import expfam
 from ppl_vi.core._xp import namespace
 from ppl_vi.core.cavi_objective import Plan, categorical_log_normalizer, elbo, entropy, expected_log_joint, natural_update
-from ppl_vi.core.cavi_start import initial_responsibilities, initial_state, kmeans_plus_plus
 
-__all__ = ["initial_state", "sweep", "relative_change", "kmeans_plus_plus", "initial_responsibilities"]
+__all__ = ["sweep", "relative_change"]
 
 Grad = Callable[[Callable[[Any], Any], Any], Any]
 

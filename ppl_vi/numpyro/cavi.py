@@ -39,7 +39,8 @@ from ppl_vi.core.cavi_objective import Plan
 from ppl_vi.core.cavi_overrelax import overrelaxed_sweep
 from ppl_vi.core.cavi_plan import build_plan
 from ppl_vi.core.cavi_result import inference_data, stop_reason
-from ppl_vi.core.cavi_sweep import initial_responsibilities, initial_state, relative_change, sweep
+from ppl_vi.core.cavi_start import initial_responsibilities, initial_state
+from ppl_vi.core.cavi_sweep import relative_change, sweep
 from ppl_vi.numpyro._compile import BackgroundCompilation
 from ppl_vi.numpyro._trace import run_sites, to_jax
 

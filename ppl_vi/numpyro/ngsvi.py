@@ -9,11 +9,11 @@ its exactness are described in :mod:`ppl_vi.core.ngsvi`. The program is planned 
 CAVI loop a ``lax.while_loop`` inside it. It compiles once per batch size: :meth:`run`
 uses equal batches (:func:`ppl_vi.core.ngsvi.epoch_batches`).
 
-A first fit pays for compiling the step (about 1 s for LDA, longer than planning and
-the start together), so :meth:`init` has it compiled ahead of time in a worker thread
-(:class:`ppl_vi.numpyro._compile.BackgroundCompilation`) from the plan's shapes while
-the start is computed, as it has the full-data start's programs and :meth:`evaluate`'s
-(which :meth:`run` calls after its first epoch).
+A first fit pays for compiling the step (1.1-1.3 s for the LDA benchmark's, more than
+planning and the start together), so :meth:`init` has it compiled ahead of time in a
+worker thread (:class:`ppl_vi.numpyro._compile.BackgroundCompilation`) from the plan's
+shapes while the start is computed, and so are the full-data start's programs and
+:meth:`evaluate`'s (which :meth:`run` calls after its first epoch).
 
 Example
 -------
@@ -34,7 +34,6 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro
 from numpyro import handlers
 from tqdm.auto import tqdm
 
@@ -97,21 +96,19 @@ def _scatter(full: jax.Array, axis: int, indices: jax.Array, rows: jax.Array) ->
 _HOST = core.Host(_grad, _scatter, jax.lax.while_loop)
 
 
-# XLA:CPU's older (LLVM IR) fusion emitters: LDA's step (benchmarks/ngsvi_lda.py) compiled
-# in 0.68 s instead of 0.98 s, 45 steps took the same time (0.54 s) and gave the same bits
-_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
-
-
-def _jit(fn: Callable, **options: Any) -> Callable:
-    return jax.jit(fn, compiler_options=_COMPILER_OPTIONS, **options)
+# The step compiles with XLA:CPU's older (LLVM IR) fusion emitters: on the LDA benchmark
+# (benchmarks/ngsvi_lda.py, batches of 128) it compiled in 0.6-0.7 s instead of 0.9-1.0 s,
+# and 45 steps gave the same bits in 0-4% more time (a first fit is ~45 steps). Full-data
+# programs (evaluate, the start's passes) run longer and keep XLA's defaults.
+_STEP_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
 
 class _Compilation(BackgroundCompilation):
-    """:class:`~ppl_vi.numpyro._compile.BackgroundCompilation` of :func:`_jit` ``(fn, **options)``
+    """:class:`~ppl_vi.numpyro._compile.BackgroundCompilation` of ``jax.jit(fn, **jit_options)``
     (the base class compiles ``jax.jit(fn)``: no donation, no compiler options)."""
 
-    def __init__(self, fn: Callable, *abstract_args: Any, **options: Any):  # the base's __init__ with _jit
-        self._jitted = _jit(fn, **options)
+    def __init__(self, fn: Callable, *abstract_args: Any, **jit_options: Any):  # the base's __init__ with jit_options
+        self._jitted = jax.jit(fn, **jit_options)
         self._signature = _signature(abstract_args)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ppl_vi-compile")
         self._future = executor.submit(lambda: self._jitted.lower(*abstract_args).compile())
@@ -208,38 +205,41 @@ class NaturalGradientSVI:
         start = self.cavi.init(rng_key)
         if not self.full_data_start:
             return NGSVIState(start.natural, start.mean, 0)
-        tol = np.asarray(core.START_TOL, dtype=jnp.result_type(float))
         candidates = []
         for fit_locals in (False, True):  # CAVI's start locals / locals fitted to its start globals
-            eta, mu = self._evaluating.program(start.natural, start.mean, tol)(start.natural, start.mean, tol)[:2] if fit_locals else (start.natural, start.mean)
+            eta, mu = self._evaluated(start.natural, start.mean, core.START_TOL)[:2] if fit_locals else (start.natural, start.mean)
             candidates.append(NGSVIState(*self._fitting_globals.program(eta, mu)(eta, mu), 0))
-        return max(candidates, key=lambda state: float(self._evaluating.program(state.natural, state.mean, tol)(state.natural, state.mean, tol)[2]))
+        return max(candidates, key=lambda state: float(self._evaluated(state.natural, state.mean, core.START_TOL)[2]))
 
     def _compile_ahead(self) -> None:
         """Start compiling, from the plan's shapes (:meth:`CAVI._abstract_state`), the
         donating step and, with ``full_data_start``, the start's programs.
 
-        The cold first fit of the LDA benchmark (``benchmarks/ngsvi_lda.py``) spent 1.1 s
-        compiling the step after 0.7 s of planning and start; the state's shapes are known
-        once the plan is. :meth:`evaluate` compiles on its first call unless
-        :meth:`_compile_evaluate` started it (``init`` with ``full_data_start``, ``run``).
+        The state's shapes are known once the plan is. On the LDA benchmark
+        (``benchmarks/ngsvi_lda.py``, a process's first fit, 2 shared cores) ``init`` took
+        0.6 s and the first step then 1.3 s, mostly the step's compilation; compiled
+        meanwhile, 0.85-0.95 s and 0.6 s (1.9-2.0 -> 1.5 s). :meth:`evaluate` compiles on its
+        first call unless :meth:`_compile_evaluate` started it (``init`` with
+        ``full_data_start``, ``run``): the benchmark's loop of ``update`` calls needs no
+        ``evaluate``.
         """
         abstract = self.cavi._abstract_state()
         self._abstract = (abstract.natural, abstract.mean)
         dtype = jnp.result_type(float)
-        self._step = _jit(self._step_fn)
-        self._evaluate = _jit(self._evaluate_fn)
+        self._step = jax.jit(self._step_fn, compiler_options=_STEP_COMPILER_OPTIONS)
+        self._evaluate = jax.jit(self._evaluate_fn)
         self._evaluating = None
         if self.full_data_start:  # in the order init needs them
-            self._fitting_globals = _Compilation(lambda eta, mu: core.start_passes(self.split, eta, mu, _grad), *self._abstract)
+            self._fitting_globals = BackgroundCompilation(lambda eta, mu: core.start_passes(self.split, eta, mu, _grad), *self._abstract)
             self._compile_evaluate()
         indices = jax.ShapeDtypeStruct((self.batch_size,), np.int64)  # check_indices' dtype
-        self._step_donating = _Compilation(self._step_fn, *self._abstract, indices, jax.ShapeDtypeStruct((), dtype), donate_argnums=(0, 1))
+        self._step_donating = _Compilation(self._step_fn, *self._abstract, indices, jax.ShapeDtypeStruct((), dtype),
+                                           donate_argnums=(0, 1), compiler_options=_STEP_COMPILER_OPTIONS)
 
     def _compile_evaluate(self) -> None:
         """Start compiling :meth:`evaluate`'s program (once per :meth:`init`)."""
         if self._evaluating is None:
-            self._evaluating = _Compilation(self._evaluate_fn, *self._abstract, jax.ShapeDtypeStruct((), jnp.result_type(float)))
+            self._evaluating = BackgroundCompilation(self._evaluate_fn, *self._abstract, jax.ShapeDtypeStruct((), jnp.result_type(float)))
 
     def _step_fn(self, eta: dict, mu: dict, indices: jax.Array, rho: jax.Array) -> tuple[dict, dict]:
         """:func:`ppl_vi.core.ngsvi.step` (one compiled program per batch size)."""
@@ -271,9 +271,13 @@ class NaturalGradientSVI:
 
     def evaluate(self, state: NGSVIState) -> tuple[NGSVIState, float]:
         """Re-optimize the locals on every row given the globals; return that state and its exact ELBO (one compiled program)."""
-        args = (state.natural, state.mean, np.asarray(core.EVALUATE_TOL, dtype=jnp.result_type(float)))
-        eta, mu, value = (self._evaluate if self._evaluating is None else self._evaluating.program(*args))(*args)
+        eta, mu, value = self._evaluated(state.natural, state.mean, core.EVALUATE_TOL)
         return NGSVIState(eta, mu, state.step), float(value)
+
+    def _evaluated(self, eta: dict, mu: dict, tol: float) -> tuple[dict, dict, jax.Array]:
+        """:meth:`_evaluate_fn`, by the program compiled ahead of time if it was started (:meth:`_compile_evaluate`)."""
+        args = (eta, mu, np.asarray(tol, dtype=jnp.result_type(float)))
+        return (self._evaluate if self._evaluating is None else self._evaluating.program(*args))(*args)
 
     def run(
         self,

@@ -119,7 +119,7 @@ def test_fixed_chain_same_elbo_on_both_backends(seed):
 
 
 def test_kmeans_start_is_a_lloyd_fixed_point_that_recovers_separated_clusters():
-    from ppl_vi.core.cavi_sweep import kmeans_plus_plus
+    from ppl_vi.core.cavi_start import kmeans_plus_plus
 
     rng = np.random.default_rng(0)
     truth = rng.integers(0, 4, size=600)

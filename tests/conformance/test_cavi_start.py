@@ -15,7 +15,8 @@ import torch
 
 import models
 from ppl_vi.core import cavi_start
-from ppl_vi.core.cavi_sweep import initial_responsibilities, sweep
+from ppl_vi.core.cavi_start import initial_responsibilities
+from ppl_vi.core.cavi_sweep import sweep
 from ppl_vi.pyro._trace import to_numpy, to_torch
 
 
@@ -75,12 +76,12 @@ def test_seeded_start_beats_the_random_start_on_average(model):
     seeded, random = [], []
     for seed in range(4):
         for informed, elbos in ((True, seeded), (False, random)):
-            start = initial_responsibilities(cavi._plan, spec, np.random.default_rng(seed), to_numpy, data_seeded=informed)
+            start = initial_responsibilities(cavi._plan, spec, np.random.default_rng(seed), to_numpy, seed_from_data=informed)
             elbos.append(_elbo_given(cavi, name, start))
     assert np.mean(seeded) > np.mean(random) + 20.0, (seeded, random)
     # the random start is Dirichlet(1) draws
     expected = np.random.default_rng(0).dirichlet(np.ones(spec.support_size), size=spec.batch_shape)
-    random_start = initial_responsibilities(cavi._plan, spec, np.random.default_rng(0), to_numpy, data_seeded=False)
+    random_start = initial_responsibilities(cavi._plan, spec, np.random.default_rng(0), to_numpy, seed_from_data=False)
     np.testing.assert_array_equal(random_start, expected)
 
 

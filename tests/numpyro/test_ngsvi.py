@@ -7,6 +7,7 @@ One planned, compiled NGSVI run on the 300-point GMM is shared (compiling domina
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -16,6 +17,7 @@ from ppl_vi.core import ngsvi as core
 from ppl_vi.core.cavi_objective import elbo, expected_log_joint
 from ppl_vi.core.cavi_sweep import sweep
 from ppl_vi.numpyro import NaturalGradientSVI
+from ppl_vi.numpyro._compile import abstract_like
 from ppl_vi.numpyro.ngsvi import NGSVIState, _grad
 
 GMM = models.get("bayesian_gmm")
@@ -88,6 +90,45 @@ def test_minibatch_ngsvi_reaches_cavi_optimum(gmm_run, cavi_sweep):
     assert result.elbo[-1] > result.elbo[0]
     assert set(result.posterior) == {"weights", "precisions", "locs"}
     assert result.posterior["locs"].batch_shape == (3,) and result.posterior["locs"].event_shape == (2,)
+
+
+def _uses_compiled_ahead(compilation, *args) -> bool:
+    """Whether ``compilation`` (a ``BackgroundCompilation``) gives its ahead-of-time program for ``args``."""
+    return compilation.program(*args) is not compilation._jitted
+
+
+def test_run_uses_the_programs_compiled_ahead_for_its_states(gmm_run):
+    """``init`` compiles the (donating) step, the full-data start's passes and ``evaluate``
+    from the plan's shapes while the start is computed; the states that ``run`` meets (here
+    its last one, after steps and an evaluation) must have those shapes and dtypes, else
+    each program is compiled again on its first call. The step compiled ahead of time
+    computes what the plain jitted step computes."""
+    ngsvi, result = gmm_run
+    eta, mu = result.state.natural, result.state.mean
+    indices, rho = core.check_indices(np.arange(30), ngsvi.plate), np.asarray(0.5)
+    assert abstract_like(ngsvi._abstract) == abstract_like((eta, mu))
+    assert _uses_compiled_ahead(ngsvi._step_donating, eta, mu, indices, rho)
+    assert _uses_compiled_ahead(ngsvi._fitting_globals, eta, mu)
+    assert _uses_compiled_ahead(ngsvi._evaluating, eta, mu, np.asarray(core.EVALUATE_TOL))
+    expected = ngsvi.update(result.state, indices, rho=0.5)  # the plain jitted step, no donation
+    stepped = ngsvi.update(jax.tree_util.tree_map(jnp.copy, result.state), indices, rho=0.5, donate=True)
+    assert abstract_like((stepped.natural, stepped.mean)) == abstract_like((eta, mu))
+    _assert_same(stepped.natural, expected.natural, ngsvi.globals + ngsvi.locals, tol=1e-12)
+    _assert_same(stepped.mean, expected.mean, ngsvi.globals + ngsvi.locals, tol=1e-12)
+
+
+def test_init_without_full_data_start_compiles_only_the_step_ahead_for_its_state():
+    """The benchmark's configuration (LDA, tokens nested in documents, CAVI's random start):
+    the step is compiled ahead of time for the start's shapes and the step's output's;
+    ``evaluate`` is left to its first call (``run`` starts it after ``init``)."""
+    ngsvi = NaturalGradientSVI(lda_docs, local_plate="docs", batch_size=16, full_data_start=False)
+    state = ngsvi.init(jax.random.PRNGKey(0), **_lda_corpus(64, 10, 3, 20))
+    assert ngsvi._evaluating is None
+    indices, rho = core.check_indices(np.arange(16), ngsvi.plate), np.asarray(0.5)
+    assert _uses_compiled_ahead(ngsvi._step_donating, state.natural, state.mean, indices, rho)
+    stepped = ngsvi.update(state, indices, donate=True)
+    assert _uses_compiled_ahead(ngsvi._step_donating, stepped.natural, stepped.mean, indices, rho)
+    assert stepped.step == 1 and np.isfinite(np.asarray(stepped.natural["topics"][0])).all()
 
 
 def test_robbins_monro_schedule():
@@ -189,9 +230,9 @@ def test_start_scored_at_start_tol_is_the_one_scored_at_evaluate_tol(monkeypatch
     ngsvi = NaturalGradientSVI(lda_docs, local_plate="docs")
     cheap = ngsvi.init(key, **data)
     # the scoring separates the candidates: the other one (built as init builds it) scores lower
-    start, tol = ngsvi.cavi.init(key), jax.numpy.asarray(core.START_TOL)
-    other = core.start_passes(ngsvi.split, *ngsvi._evaluate(start.natural, start.mean, tol)[:2], _grad)
-    assert float(ngsvi._evaluate(cheap.natural, cheap.mean, tol)[2]) > float(ngsvi._evaluate(*other, tol)[2]) + 10.0  # about 50 nats here
+    start, score = ngsvi.cavi.init(key), ngsvi._evaluated  # init's program, compiled ahead of time
+    other = core.start_passes(ngsvi.split, *score(start.natural, start.mean, core.START_TOL)[:2], _grad)
+    assert float(score(cheap.natural, cheap.mean, core.START_TOL)[2]) > float(score(*other, core.START_TOL)[2]) + 10.0  # about 50 nats here
     monkeypatch.setattr(core, "START_TOL", core.EVALUATE_TOL)
     exact = NaturalGradientSVI(lda_docs, local_plate="docs").init(key, **data)
     for name in ("topics", "doc_topics", "assignment"):
