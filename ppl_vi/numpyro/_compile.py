@@ -10,17 +10,33 @@ cache, so the caller keeps it and calls it directly.)
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
 import jax
 
-__all__ = ["BackgroundCompilation", "abstract_like"]
+__all__ = ["BackgroundCompilation", "abstract_like", "supported_compiler_options"]
 
 
 def abstract_like(tree: Any) -> Any:
     """``tree`` with every array replaced by its ``jax.ShapeDtypeStruct``."""
     return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), tree)
+
+
+@functools.lru_cache(maxsize=None)
+def _known_to_xla(name: str, value: Any) -> bool:
+    try:
+        jax.jit(lambda x: x + 1.0).lower(jax.ShapeDtypeStruct((), jax.numpy.float32)).compile(compiler_options={name: value})
+    except jax.errors.JaxRuntimeError:  # "No such compile option"
+        return False
+    return True
+
+
+def supported_compiler_options(options: dict) -> dict:
+    """The entries of ``options`` (XLA compiler options) this jaxlib accepts: XLA's options
+    are internal and may be renamed; each is checked once on a trivial program."""
+    return {name: value for name, value in options.items() if _known_to_xla(name, value)}
 
 
 def _signature(tree: Any) -> tuple:
@@ -37,14 +53,16 @@ class BackgroundCompilation:
         A pure function of the arguments.
     *abstract_args : pytrees of ``jax.ShapeDtypeStruct``
         The shapes and dtypes it will be called with.
+    **jit_options
+        Passed to ``jax.jit`` (``donate_argnums``, ``compiler_options``, ...).
 
     Notes
     -----
     :meth:`program` waits for the compilation and re-raises its error, if any.
     """
 
-    def __init__(self, fn: Callable, *abstract_args: Any):
-        self._jitted = jax.jit(fn)
+    def __init__(self, fn: Callable, *abstract_args: Any, **jit_options: Any):
+        self._jitted = jax.jit(fn, **jit_options)
         self._signature = _signature(abstract_args)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ppl_vi-compile")
         self._future: Future = executor.submit(lambda: self._jitted.lower(*abstract_args).compile())
@@ -52,6 +70,6 @@ class BackgroundCompilation:
 
     def program(self, *args: Any) -> Callable:
         """The compiled program if ``args`` have the announced shapes and dtypes, else
-        ``jax.jit(fn)`` (which compiles on its first call)."""
+        ``jax.jit(fn, **jit_options)`` (which compiles on its first call)."""
         compiled = self._future.result()
         return compiled if _signature(args) == self._signature else self._jitted

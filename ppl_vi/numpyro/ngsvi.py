@@ -9,8 +9,8 @@ its exactness are described in :mod:`ppl_vi.core.ngsvi`. The program is planned 
 CAVI loop a ``lax.while_loop`` inside it. It compiles once per batch size: :meth:`run`
 uses equal batches (:func:`ppl_vi.core.ngsvi.epoch_batches`).
 
-A first fit pays for compiling the step (1.1-1.3 s for the LDA benchmark's, more than
-planning and the start together), so :meth:`init` has it compiled ahead of time in a
+A first fit pays for compiling the step (0.9-1.3 s for the LDA benchmark's with XLA's
+defaults, more than planning and the start together), so :meth:`init` has it compiled ahead of time in a
 worker thread (:class:`ppl_vi.numpyro._compile.BackgroundCompilation`) from the plan's
 shapes while the start is computed, and so are the full-data start's programs and
 :meth:`evaluate`'s (which :meth:`run` calls after its first epoch).
@@ -28,7 +28,6 @@ Example
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -40,7 +39,7 @@ from tqdm.auto import tqdm
 from ppl_vi.core import ngsvi as core
 from ppl_vi.core.cavi_objective import elbo as exact_elbo
 from ppl_vi.core.cavi_result import inference_data
-from ppl_vi.numpyro._compile import BackgroundCompilation, _signature
+from ppl_vi.numpyro._compile import BackgroundCompilation, supported_compiler_options
 from ppl_vi.numpyro.cavi import CAVI, _distribution
 
 __all__ = ["NaturalGradientSVI", "NGSVIState", "NGSVIResult"]
@@ -97,22 +96,13 @@ _HOST = core.Host(_grad, _scatter, jax.lax.while_loop)
 
 
 # The step compiles with XLA:CPU's older (LLVM IR) fusion emitters: on the LDA benchmark
-# (benchmarks/ngsvi_lda.py, batches of 128) it compiled in 0.6-0.7 s instead of 0.9-1.0 s,
-# and 45 steps gave the same bits in 0-4% more time (a first fit is ~45 steps). Full-data
-# programs (evaluate, the start's passes) run longer and keep XLA's defaults.
+# (benchmarks/ngsvi_lda.py, batches of 128) it compiled in 0.6-0.7 s instead of 0.9-1.0 s
+# as a process's first compilation (0.36 vs 0.55 s later on), and gave the same bits after
+# 45 steps; a step took the same time within the noise (medians of 5 x 60 steps: 10.5 vs
+# 10.2 ms; batches of 18, 5 x 300 steps: 2.0 vs 2.1 ms). Full-data programs (evaluate,
+# the start's passes) run longer and keep XLA's defaults.
+# (where this jaxlib's XLA knows the option; else XLA's defaults)
 _STEP_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
-
-
-class _Compilation(BackgroundCompilation):
-    """:class:`~ppl_vi.numpyro._compile.BackgroundCompilation` of ``jax.jit(fn, **jit_options)``
-    (the base class compiles ``jax.jit(fn)``: no donation, no compiler options)."""
-
-    def __init__(self, fn: Callable, *abstract_args: Any, **jit_options: Any):  # the base's __init__ with jit_options
-        self._jitted = jax.jit(fn, **jit_options)
-        self._signature = _signature(abstract_args)
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ppl_vi-compile")
-        self._future = executor.submit(lambda: self._jitted.lower(*abstract_args).compile())
-        executor.shutdown(wait=False)
 
 
 @jax.jit
@@ -216,25 +206,26 @@ class NaturalGradientSVI:
         donating step and, with ``full_data_start``, the start's programs.
 
         The state's shapes are known once the plan is. On the LDA benchmark
-        (``benchmarks/ngsvi_lda.py``, a process's first fit, 2 shared cores) ``init`` took
-        0.6 s and the first step then 1.3 s, mostly the step's compilation; compiled
-        meanwhile, 0.85-0.95 s and 0.6 s (1.9-2.0 -> 1.5 s). :meth:`evaluate` compiles on its
-        first call unless :meth:`_compile_evaluate` started it (``init`` with
-        ``full_data_start``, ``run``): the benchmark's loop of ``update`` calls needs no
-        ``evaluate``.
+        (``benchmarks/ngsvi_lda.py``, a process's first fit; 2 cores shared, load 3-6)
+        ``init`` took 0.5-0.65 s and the first step then 0.8-1.3 s, mostly the step's
+        compilation; compiled meanwhile (with :data:`_STEP_COMPILER_OPTIONS`), 0.6-0.9 s
+        and 0.3-0.65 s: 1.3-2.0 s -> 0.9-1.5 s in four alternating runs. :meth:`evaluate`
+        compiles on its first call unless :meth:`_compile_evaluate` started it (``init``
+        with ``full_data_start``, ``run``): a loop of ``update`` calls needs no ``evaluate``.
         """
         abstract = self.cavi._abstract_state()
         self._abstract = (abstract.natural, abstract.mean)
         dtype = jnp.result_type(float)
-        self._step = jax.jit(self._step_fn, compiler_options=_STEP_COMPILER_OPTIONS)
+        options = supported_compiler_options(_STEP_COMPILER_OPTIONS)
+        self._step = jax.jit(self._step_fn, compiler_options=options)
         self._evaluate = jax.jit(self._evaluate_fn)
         self._evaluating = None
         if self.full_data_start:  # in the order init needs them
             self._fitting_globals = BackgroundCompilation(lambda eta, mu: core.start_passes(self.split, eta, mu, _grad), *self._abstract)
             self._compile_evaluate()
         indices = jax.ShapeDtypeStruct((self.batch_size,), np.int64)  # check_indices' dtype
-        self._step_donating = _Compilation(self._step_fn, *self._abstract, indices, jax.ShapeDtypeStruct((), dtype),
-                                           donate_argnums=(0, 1), compiler_options=_STEP_COMPILER_OPTIONS)
+        self._step_donating = BackgroundCompilation(self._step_fn, *self._abstract, indices, jax.ShapeDtypeStruct((), dtype),
+                                                    donate_argnums=(0, 1), compiler_options=options)
 
     def _compile_evaluate(self) -> None:
         """Start compiling :meth:`evaluate`'s program (once per :meth:`init`)."""

@@ -201,3 +201,9 @@ def test_local_cavi_stops_at_the_first_pass_whose_mean_row_change_is_below_tol()
     stopped = jax.jit(lambda eta, mu: core.local_cavi(plan, plate, names, eta, mu, _HOST, tol, 100))(state.natural, state.mean)
     for name in names:
         np.testing.assert_allclose(np.asarray(stopped[0][name][0]), np.asarray(eta[name][0]), rtol=1e-12, atol=1e-12, err_msg=name)
+    # a cap of 0 or 1 passes still makes the first pass (it runs inside the loop)
+    first = one_pass(state.natural, state.mean)
+    for cap in (0, 1):
+        capped = jax.jit(lambda eta, mu: core.local_cavi(plan, plate, names, eta, mu, _HOST, tol, cap))(state.natural, state.mean)
+        for name in names:
+            np.testing.assert_allclose(np.asarray(capped[0][name][0]), np.asarray(first[0][name][0]), rtol=1e-12, atol=1e-12, err_msg=name)

@@ -18,7 +18,7 @@ from numpyro.infer import Predictive
 
 import models
 from ppl_vi.numpyro import CAVI
-from ppl_vi.numpyro._compile import BackgroundCompilation, abstract_like
+from ppl_vi.numpyro._compile import BackgroundCompilation, abstract_like, supported_compiler_options
 
 
 def beta_bernoulli(x, scale=1.0, mask=None):
@@ -126,3 +126,8 @@ def test_background_compilation_falls_back_and_reports_errors():
     failing = BackgroundCompilation(lambda x: x @ x, jax.ShapeDtypeStruct((3, 2), jnp.float64))
     with pytest.raises(TypeError, match="dot_general"):
         failing.program(jnp.ones((3, 2)))
+
+
+def test_supported_compiler_options_keeps_known_options_only():
+    assert supported_compiler_options({"xla_backend_optimization_level": 0}) == {"xla_backend_optimization_level": 0}
+    assert supported_compiler_options({"xla_no_such_option_anywhere": True}) == {}

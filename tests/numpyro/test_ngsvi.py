@@ -131,6 +131,17 @@ def test_init_without_full_data_start_compiles_only_the_step_ahead_for_its_state
     assert stepped.step == 1 and np.isfinite(np.asarray(stepped.natural["topics"][0])).all()
 
 
+def test_run_keys_are_the_eager_split_and_draw():
+    """``run`` derives its keys in one compiled program: the same as the eager calls."""
+    from ppl_vi.numpyro.ngsvi import _run_keys
+
+    key = jax.random.PRNGKey(3)
+    init_key, batch_key = jax.random.split(key)
+    got_key, got_seed = _run_keys(key)
+    np.testing.assert_array_equal(np.asarray(got_key), np.asarray(init_key))
+    assert int(got_seed) == int(jax.random.randint(batch_key, (), 0, 2**31 - 1))
+
+
 def test_robbins_monro_schedule():
     rho = core.robbins_monro()
     assert rho(0) == pytest.approx(10.0**-0.7) and rho(90) == pytest.approx(100.0**-0.7)
