@@ -340,16 +340,21 @@ def natural_update(spec: LatentSpec, grad: tuple, log_normalizer: Optional[Array
     return tuple(eta)
 
 
-def entropy(spec: LatentSpec, eta: tuple, mu: Optional[tuple] = None) -> Array:
-    """``scale * H(q_j)`` summed over the site (``mu``: its mean parameters, when at hand)."""
+def entropy(spec: LatentSpec, eta: Optional[tuple], mu: Optional[tuple] = None) -> Array:
+    """``scale * H(q_j)`` summed over the site (``mu``: its mean parameters, when at hand;
+    ``eta=None``: rebuilt from them, as a CAVI state keeps no natural parameters for
+    discrete sites, see :func:`ppl_vi.core.cavi_sweep.kept_natural`)."""
+    family = expfam.family(spec.q_family)
+    if eta is None:
+        eta = tuple(family.natural_from_mean(mu))
     xp = namespace(eta[0])
-    return xp.sum(expfam.family(spec.q_family).entropy(eta, mu) * spec.scale)
+    return xp.sum(family.entropy(eta, mu) * spec.scale)
 
 
 def elbo(plan: Plan, mu: MeanParams, eta: Mapping[str, tuple]) -> Array:
     """Exact ELBO ``F(mu) + sum_j scale_j H(q_j)`` (same constants as ``Trace_ELBO``);
-    ``mu`` must be the mean parameters of ``eta``."""
+    ``mu`` must be the mean parameters of ``eta`` (which may leave out discrete sites)."""
     total = expected_log_joint(plan, mu)
     for name, spec in plan.latents.items():
-        total = total + entropy(spec, eta[name], mu[name])
+        total = total + entropy(spec, eta.get(name), mu[name])
     return total

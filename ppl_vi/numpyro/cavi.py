@@ -40,7 +40,7 @@ from ppl_vi.core.cavi_overrelax import overrelaxed_sweep
 from ppl_vi.core.cavi_plan import build_plan
 from ppl_vi.core.cavi_result import inference_data, stop_reason
 from ppl_vi.core.cavi_start import initial_responsibilities, initial_state
-from ppl_vi.core.cavi_sweep import relative_change, sweep
+from ppl_vi.core.cavi_sweep import kept_natural, relative_change, sweep
 from ppl_vi.numpyro._compile import BackgroundCompilation
 from ppl_vi.numpyro._trace import run_sites, to_jax
 
@@ -48,7 +48,8 @@ __all__ = ["CAVI", "CAVIState", "CAVIInfo", "CAVIResult"]
 
 
 class CAVIState(NamedTuple):
-    """CAVI state (a pytree): natural and mean parameters per latent site, last ELBO,
+    """CAVI state (a pytree): natural (continuous sites only,
+    :func:`~ppl_vi.core.cavi_sweep.kept_natural`) and mean parameters per latent site, last ELBO,
     sweep count and the over-relaxation factor of :mod:`ppl_vi.core.cavi_overrelax`
     (0 before the first sweep)."""
 
@@ -118,24 +119,25 @@ _DIST = {
 }
 
 
-def _distribution(q_family: str, eta: tuple) -> dist.Distribution:
-    """``q_j`` as a NumPyro distribution. Its parameters are valid by construction, and
-    validating them would run eagerly even under ``jit`` (a compilation per check, as
-    NumPyro checks constant masks at trace time); distributions that leave ``jit`` keep no
-    validation flag anyway (``tree_unflatten``)."""
+def _distribution(q_family: str, eta: Optional[tuple], mu: Optional[tuple] = None) -> dist.Distribution:
+    """``q_j`` as a NumPyro distribution, from its natural parameters ``eta`` (a discrete
+    site's from its probabilities ``mu``, when given). Its parameters are valid by
+    construction, and validating them would run eagerly even under ``jit`` (a compilation
+    per check, as NumPyro checks constant masks at trace time); distributions that leave
+    ``jit`` keep no validation flag anyway (``tree_unflatten``)."""
     if q_family == "Wishart":
         params = expfam.family("Wishart").params_from_natural(eta)
         return dist.Wishart(params["df"], scale_matrix=params["scale_matrix"], validate_args=False)
     if q_family in ("Categorical", "Bernoulli"):
-        probs = expfam.family(q_family).mean_from_natural(eta)[0]
+        probs = mu[0] if mu is not None else expfam.family(q_family).mean_from_natural(eta)[0]
         return _DIST[q_family](probs=probs, validate_args=False)
     return _DIST[q_family](**expfam.family(q_family).params_from_natural(eta), validate_args=False)
 
 
-def _starting_state(eta: dict, mu: dict) -> CAVIState:
+def _starting_state(plan: Plan, eta: dict, mu: dict) -> CAVIState:
     """The state before the first sweep: no ELBO yet (``-inf``), step 0, no over-relaxation."""
     dtype = jnp.result_type(float)
-    return CAVIState(eta, mu, jnp.full((), -jnp.inf, dtype=dtype), jnp.zeros((), dtype=jnp.int32), jnp.zeros((), dtype=dtype))
+    return CAVIState(kept_natural(plan, eta), mu, jnp.full((), -jnp.inf, dtype=dtype), jnp.zeros((), dtype=jnp.int32), jnp.zeros((), dtype=dtype))
 
 
 class CAVI:
@@ -196,7 +198,7 @@ class CAVI:
         base = {n: to_jax(prior[n].value) for n, s in plan.latents.items() if not s.discrete}
         resp = {n: to_jax(initial_responsibilities(plan, s, rng, np.asarray, self.seed_from_data)) for n, s in plan.latents.items() if s.discrete}
         # one compiled program instead of an eager dispatch (and compile) per operation
-        return jax.jit(lambda b, r: _starting_state(*initial_state(plan, b, r)))(base, resp)
+        return jax.jit(lambda b, r: _starting_state(plan, *initial_state(plan, b, r)))(base, resp)
 
     def update(self, state: CAVIState) -> tuple[CAVIState, CAVIInfo]:
         """One step: a plain sweep, or an over-relaxed step with ``overrelax=True`` (pure; ``jax.jit``-able)."""
@@ -207,7 +209,7 @@ class CAVI:
         else:
             eta, mu, value = sweep(self._plan, state.natural, state.mean, _grad)
             factor = state.relaxation
-        return CAVIState(eta, mu, value, state.step + 1, factor), CAVIInfo(value, relative_change(value, state.elbo))
+        return CAVIState(kept_natural(self._plan, eta), mu, value, state.step + 1, factor), CAVIInfo(value, relative_change(value, state.elbo))
 
     # -- driver -----------------------------------------------------------------
     def run(
@@ -238,7 +240,7 @@ class CAVI:
         # (LDA, 90k tokens, first fit in a process: plan + start + compile 1.27 -> 1.09 s)
         stacked = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((self.num_restarts, *a.shape), a.dtype), abstract)
         compiling = BackgroundCompilation(jax.vmap(self.update) if batched else self.update, stacked if batched else abstract)
-        building = BackgroundCompilation(self._posterior_fn(), abstract.natural)
+        building = BackgroundCompilation(self._posterior_fn(), abstract.natural, abstract.mean)
         keys = jax.random.split(rng_key, self.num_restarts)
         states = [self._init_from_plan(k) for k in keys]
         state = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states) if batched else states[0]
@@ -262,7 +264,7 @@ class CAVI:
         final = history[-1] if len(history) else np.full(self.num_restarts, -np.inf)
         best = int(np.nanargmax(np.where(np.isnan(final), -np.inf, final)))
         best_state = jax.tree_util.tree_map(lambda x: x[best], state) if batched else state
-        posterior = building.program(best_state.natural)(best_state.natural)
+        posterior = building.program(best_state.natural, best_state.mean)(best_state.natural, best_state.mean)
         return CAVIResult(
             posterior,
             history[:, best],
@@ -275,12 +277,12 @@ class CAVI:
         )
 
     def _posterior_fn(self) -> Callable[[dict], dict]:
-        """``natural -> {latent site name: NumPyro distribution q_j}``, to be compiled as one
+        """``(natural, mean) -> {latent site name: NumPyro distribution q_j}``, to be compiled as one
         program (NumPyro distributions are pytrees). Built eagerly, each of their operations
         was compiled on its own: 1.8-2.0 s of a first ``run`` on a 100k-point mixture, whose
         whole run went from 6.8 to 4.9 s."""
         latents = self._plan.latents
-        return lambda eta: {n: _distribution(s.q_family, eta[n]) for n, s in latents.items()}
+        return lambda eta, mu: {n: _distribution(s.q_family, eta.get(n), mu[n]) for n, s in latents.items()}
 
     def _abstract_state(self) -> CAVIState:
         """Shapes and dtypes of :meth:`init`'s state, from the plan alone (no start computed)."""
@@ -292,7 +294,7 @@ class CAVI:
             for n, s in plan.latents.items()
             if s.discrete
         }
-        return jax.eval_shape(lambda b, r: _starting_state(*initial_state(plan, b, r)), base, resp)
+        return jax.eval_shape(lambda b, r: _starting_state(plan, *initial_state(plan, b, r)), base, resp)
 
     # -- using the result ---------------------------------------------------------
     def sample_posterior(self, rng_key: jax.Array, result: CAVIResult, num_samples: int = 1) -> dict:

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from ppl_vi.core import ngsvi as core
 from ppl_vi.core.cavi_objective import elbo as exact_elbo
 from ppl_vi.core.cavi_result import inference_data
+from ppl_vi.core.cavi_sweep import full_natural
 from ppl_vi.numpyro._compile import BackgroundCompilation, supported_compiler_options
 from ppl_vi.numpyro.cavi import CAVI, _distribution
 
@@ -193,6 +194,7 @@ class NaturalGradientSVI:
         self.plan, self.plate, self.locals, self.globals = self.split.plan, plate, self.split.locals, self.split.globals
         self._compile_ahead()
         start = self.cavi.init(rng_key)
+        start = start._replace(natural=full_natural(self.plan, start.natural, start.mean))  # CAVI keeps no discrete ones
         if not self.full_data_start:
             return NGSVIState(start.natural, start.mean, 0)
         candidates = []
@@ -214,7 +216,7 @@ class NaturalGradientSVI:
         with ``full_data_start``, ``run``): a loop of ``update`` calls needs no ``evaluate``.
         """
         abstract = self.cavi._abstract_state()
-        self._abstract = (abstract.natural, abstract.mean)
+        self._abstract = (jax.eval_shape(lambda e, m: full_natural(self.plan, e, m), abstract.natural, abstract.mean), abstract.mean)
         dtype = jnp.result_type(float)
         options = supported_compiler_options(_STEP_COMPILER_OPTIONS)
         self._step = jax.jit(self._step_fn, compiler_options=options)

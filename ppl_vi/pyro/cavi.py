@@ -39,14 +39,15 @@ from ppl_vi.core.cavi_plan import build_plan
 from ppl_vi.core.cavi_result import inference_data, stop_reason
 from ppl_vi.core.cavi_overrelax import overrelaxed_sweep
 from ppl_vi.core.cavi_start import initial_responsibilities, initial_state
-from ppl_vi.core.cavi_sweep import relative_change, sweep
+from ppl_vi.core.cavi_sweep import kept_natural, relative_change, sweep
 from ppl_vi.pyro._trace import run_sites, to_numpy, to_torch
 
 __all__ = ["CAVI", "CAVIState", "CAVIInfo", "CAVIResult"]
 
 
 class CAVIState(NamedTuple):
-    """CAVI state: natural and mean parameters per latent site, last ELBO, step, and the
+    """CAVI state: natural (continuous sites only, :func:`~ppl_vi.core.cavi_sweep.kept_natural`)
+    and mean parameters per latent site, last ELBO, step, and the
     over-relaxation factor of :mod:`ppl_vi.core.cavi_overrelax` (0 before the first sweep)."""
 
     natural: dict
@@ -116,12 +117,14 @@ _DIST = {
 }
 
 
-def _distribution(q_family: str, eta: tuple) -> dist.Distribution:
+def _distribution(q_family: str, eta: Optional[tuple], mu: Optional[tuple] = None) -> dist.Distribution:
+    """``q_j`` as a Pyro distribution, from its natural parameters ``eta`` (a discrete
+    site's from its probabilities ``mu``, when given)."""
     if q_family == "Wishart":
         params = expfam.family("Wishart").params_from_natural(eta)
         return dist.Wishart(params["df"], covariance_matrix=params["scale_matrix"])
     if q_family in ("Categorical", "Bernoulli"):
-        return _DIST[q_family](probs=expfam.family(q_family).mean_from_natural(eta)[0])
+        return _DIST[q_family](probs=mu[0] if mu is not None else expfam.family(q_family).mean_from_natural(eta)[0])
     return _DIST[q_family](**expfam.family(q_family).params_from_natural(eta))
 
 
@@ -177,7 +180,7 @@ class CAVI:
         base = {n: to_torch(prior[n].value) for n, s in plan.latents.items() if not s.discrete}
         resp = {n: to_torch(initial_responsibilities(plan, s, rng, to_numpy, self.seed_from_data)) for n, s in plan.latents.items() if s.discrete}
         eta, mu = initial_state(plan, base, resp)
-        return CAVIState(eta, mu, torch.tensor(-float("inf")), 0, torch.tensor(0.0))
+        return CAVIState(kept_natural(plan, eta), mu, torch.tensor(-float("inf")), 0, torch.tensor(0.0))
 
     def update(self, state: CAVIState) -> tuple[CAVIState, CAVIInfo]:
         """One step: a plain sweep, or an over-relaxed step with ``overrelax=True``."""
@@ -190,7 +193,7 @@ class CAVI:
                 eta, mu, value = sweep(self._plan, state.natural, state.mean, _grad)
                 factor = state.relaxation
         value = value.detach()
-        return CAVIState(eta, mu, value, state.step + 1, factor), CAVIInfo(value, relative_change(value, state.elbo))
+        return CAVIState(kept_natural(self._plan, eta), mu, value, state.step + 1, factor), CAVIInfo(value, relative_change(value, state.elbo))
 
     def run(self, *args: Any, num_steps: int = 10_000, tol: float = 1e-8, progress_bar: bool = False, **kwargs: Any) -> CAVIResult:
         """Run steps until the relative ELBO change is below ``tol`` or ``num_steps`` (a cap)."""
@@ -218,7 +221,7 @@ class CAVI:
             if best is None or (not np.isnan(final) and final > best[0]):
                 best = (final, state, np.asarray(history), reason)
         _, state, history, reason = best
-        posterior = {n: _distribution(s.q_family, state.natural[n]) for n, s in self._plan.latents.items()}
+        posterior = {n: _distribution(s.q_family, state.natural.get(n), state.mean[n]) for n, s in self._plan.latents.items()}
         return CAVIResult(
             posterior, history, reason == "converged", len(history), stop_reason(reason),
             time.perf_counter() - start, np.asarray(finals), state,

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from ppl_vi.core import ngsvi as core
 from ppl_vi.core.cavi_objective import elbo as exact_elbo
 from ppl_vi.core.cavi_result import inference_data
+from ppl_vi.core.cavi_sweep import full_natural
 from ppl_vi.pyro._trace import to_numpy
 from ppl_vi.pyro.cavi import CAVI, _distribution, _grad
 
@@ -144,6 +145,7 @@ class NaturalGradientSVI:
         self.split = core.split_plan(self.cavi.plan(*args, **kwargs), plate)
         self.plan, self.plate, self.locals, self.globals = self.split.plan, plate, self.split.locals, self.split.globals
         start = self.cavi.init()
+        start = start._replace(natural=full_natural(self.plan, start.natural, start.mean))  # CAVI keeps no discrete ones
         if not self.full_data_start:
             return NGSVIState(start.natural, start.mean, 0)
         candidates = []

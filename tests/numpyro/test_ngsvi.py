@@ -15,7 +15,7 @@ import models
 from benchmarks.ngsvi_lda import lda_docs
 from ppl_vi.core import ngsvi as core
 from ppl_vi.core.cavi_objective import elbo, expected_log_joint
-from ppl_vi.core.cavi_sweep import sweep
+from ppl_vi.core.cavi_sweep import full_natural, sweep
 from ppl_vi.numpyro import NaturalGradientSVI
 from ppl_vi.numpyro._compile import abstract_like
 from ppl_vi.numpyro.ngsvi import NGSVIState, _grad
@@ -242,7 +242,7 @@ def test_start_scored_at_start_tol_is_the_one_scored_at_evaluate_tol(monkeypatch
     cheap = ngsvi.init(key, **data)
     # the scoring separates the candidates: the other one (built as init builds it) scores lower
     start, score = ngsvi.cavi.init(key), ngsvi._evaluated  # init's program, compiled ahead of time
-    other = core.start_passes(ngsvi.split, *score(start.natural, start.mean, core.START_TOL)[:2], _grad)
+    other = core.start_passes(ngsvi.split, *score(full_natural(ngsvi.plan, start.natural, start.mean), start.mean, core.START_TOL)[:2], _grad)
     assert float(score(cheap.natural, cheap.mean, core.START_TOL)[2]) > float(score(*other, core.START_TOL)[2]) + 10.0  # about 50 nats here
     monkeypatch.setattr(core, "START_TOL", core.EVALUATE_TOL)
     exact = NaturalGradientSVI(lda_docs, local_plate="docs").init(key, **data)
