@@ -101,8 +101,8 @@ _HOST = core.Host(_grad, _scatter, jax.lax.while_loop)
 # as a process's first compilation (0.36 vs 0.55 s later on), and gave the same bits after
 # 45 steps; a step took the same time within the noise (medians of 5 x 60 steps: 10.5 vs
 # 10.2 ms; batches of 18, 5 x 300 steps: 2.0 vs 2.1 ms). Full-data programs (evaluate,
-# the start's passes) run longer and keep XLA's defaults.
-# (where this jaxlib's XLA knows the option; else XLA's defaults)
+# the start's passes) run longer and keep XLA's defaults, as does the step where this
+# jaxlib's XLA does not know the option (supported_compiler_options).
 _STEP_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
 
