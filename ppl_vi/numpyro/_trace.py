@@ -20,6 +20,7 @@ from numpyro.distributions import ExpandedDistribution, Independent, MaskedDistr
 from numpyro.distributions.transforms import biject_to
 
 from ppl_vi.core.cavi_plan import SiteInfo, host_attributes
+from ppl_vi.numpyro._compile import run_once_compiler_options
 
 __all__ = ["run_sites", "to_jax"]
 
@@ -35,8 +36,6 @@ def to_jax(a: np.ndarray) -> Any:
     return jnp.asarray(a, dtype=jnp.result_type(float)) if np.issubdtype(a.dtype, np.floating) else jnp.asarray(a)
 
 
-# a probe runs a handful of times: compiling it fast matters more than running it fast
-_PROBE_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 # what tracing raises when a program needs concrete data values
 _NEEDS_CONCRETE = (
@@ -177,8 +176,8 @@ def run_sites(model: Callable, args: tuple, kwargs: dict) -> Callable[[Optional[
     def compiled(kind: str, substitute: Callable) -> Callable:
         """``fn(x) -> arrays`` with the data as arguments, or as constants when the
         program needs concrete data values (Python control flow on them)."""
-        with_args = jax.jit(lambda x, data: traced(handlers.substitute(program(data), **substitute(x)), kind), compiler_options=_PROBE_COMPILER_OPTIONS)
-        with_constants = jax.jit(lambda x: traced(handlers.substitute(program(arrays), **substitute(x)), kind), compiler_options=_PROBE_COMPILER_OPTIONS)
+        with_args = jax.jit(lambda x, data: traced(handlers.substitute(program(data), **substitute(x)), kind), compiler_options=run_once_compiler_options())
+        with_constants = jax.jit(lambda x: traced(handlers.substitute(program(arrays), **substitute(x)), kind), compiler_options=run_once_compiler_options())
         choice: list = []
 
         def call(x):
