@@ -11,8 +11,8 @@ cache, so the caller keeps it and calls it directly.)
 from __future__ import annotations
 
 import functools
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any, Callable, Optional
 
 import jax
 
@@ -67,6 +67,8 @@ class BackgroundCompilation:
         A pure function of the arguments.
     *abstract_args : pytrees of ``jax.ShapeDtypeStruct``
         The shapes and dtypes it will be called with.
+    after : BackgroundCompilation, optional
+        Start only when that one has finished (the cores go to what is needed first).
     **jit_options
         Passed to ``jax.jit`` (``donate_argnums``, ``compiler_options``, ...).
 
@@ -75,11 +77,17 @@ class BackgroundCompilation:
     :meth:`program` waits for the compilation and re-raises its error, if any.
     """
 
-    def __init__(self, fn: Callable, *abstract_args: Any, **jit_options: Any):
+    def __init__(self, fn: Callable, *abstract_args: Any, after: Optional["BackgroundCompilation"] = None, **jit_options: Any):
         self._jitted = jax.jit(fn, **jit_options)
         self._signature = _signature(abstract_args)
+
+        def compile_program():
+            if after is not None:
+                wait([after._future])  # its error, if any, is its caller's to see
+            return self._jitted.lower(*abstract_args).compile()
+
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ppl_vi-compile")
-        self._future: Future = executor.submit(lambda: self._jitted.lower(*abstract_args).compile())
+        self._future: Future = executor.submit(compile_program)
         executor.shutdown(wait=False)  # its one job still runs to the end
 
     def program(self, *args: Any) -> Callable:

@@ -131,3 +131,21 @@ def test_background_compilation_falls_back_and_reports_errors():
 def test_supported_compiler_options_keeps_known_options_only():
     assert supported_compiler_options({"xla_backend_optimization_level": 0}) == {"xla_backend_optimization_level": 0}
     assert supported_compiler_options({"xla_no_such_option_anywhere": True}) == {}
+
+
+def test_background_compilation_after_another_starts_when_it_has_finished():
+    order = []
+
+    def first(x):
+        order.append("first traced")
+        return jnp.sin(x)
+
+    def second(x):
+        order.append("second traced")
+        return jnp.cos(x)
+
+    abstract = jax.ShapeDtypeStruct((4,), jnp.float64)
+    compiling_first = BackgroundCompilation(first, abstract)
+    compiling_second = BackgroundCompilation(second, abstract, after=compiling_first)
+    np.testing.assert_allclose(compiling_second.program(jnp.zeros(4))(jnp.zeros(4)), 1.0)
+    assert order == ["first traced", "second traced"]
