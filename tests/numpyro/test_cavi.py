@@ -19,6 +19,7 @@ from numpyro.infer import Predictive
 import models
 from ppl_vi.numpyro import CAVI
 from ppl_vi.numpyro._compile import BackgroundCompilation, abstract_like, supported_compiler_options
+from ppl_vi.numpyro.cavi import _restart_keys
 
 
 def beta_bernoulli(x, scale=1.0, mask=None):
@@ -149,3 +150,9 @@ def test_background_compilation_after_another_starts_when_it_has_finished():
     compiling_second = BackgroundCompilation(second, abstract, after=compiling_first)
     np.testing.assert_allclose(compiling_second.program(jnp.zeros(4))(jnp.zeros(4)), 1.0)
     assert order == ["first traced", "second traced"]
+
+
+def test_restart_keys_are_the_split_keys():
+    key = jax.random.PRNGKey(7)
+    for num in (1, 3):
+        np.testing.assert_array_equal(np.stack(_restart_keys(key, num)), np.asarray(jax.random.split(key, num)))
