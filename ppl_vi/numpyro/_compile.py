@@ -59,7 +59,7 @@ def _signature(tree: Any) -> tuple:
 
 
 class BackgroundCompilation:
-    """``jax.jit(fn)`` compiled for ``abstract_args`` in a worker thread.
+    """``jax.jit(fn, **jit_options)`` compiled for ``abstract_args`` in a worker thread.
 
     Parameters
     ----------
