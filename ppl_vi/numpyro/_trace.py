@@ -36,7 +36,6 @@ def to_jax(a: np.ndarray) -> Any:
     return jnp.asarray(a, dtype=jnp.result_type(float)) if np.issubdtype(a.dtype, np.floating) else jnp.asarray(a)
 
 
-
 # what tracing raises when a program needs concrete data values
 _NEEDS_CONCRETE = (
     jax.errors.ConcretizationTypeError,
