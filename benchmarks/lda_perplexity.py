@@ -25,8 +25,8 @@ def sklearn_perplexity(estimator, topic_concentration: np.ndarray, counts: np.nd
 
 def fresh_compilation_cache() -> str:
     """Turn JAX's persistent compilation cache on, in a new (empty) temporary directory:
-    a first fit in this process compiles from scratch, a second one reads what it wrote.
-    Returns the directory."""
+    programs compiled from now on are written there, and compiling one of them again (a
+    later fit in this process) reads it. Returns the directory."""
     import jax
 
     directory = tempfile.mkdtemp(prefix="ppl_vi_bench_jax_cache_")

@@ -174,6 +174,12 @@ def build_plan(
     for site in latent_sites:
         q_family = q_family_of(site)
         scale = np.asarray(site.scale, dtype=float)
+        if not np.all(scale > 0.0):
+            raise ValueError(
+                f"CAVI: latent site {site.name!r} is scaled by {float(np.min(scale)):g} (handlers.scale or a mask); "
+                "each entry of a latent site's factor must count a positive number of times. To leave data out, "
+                "mask or scale the observed site instead."
+            )
         if q_family in ("Categorical", "Bernoulli"):
             size = 2 if q_family == "Bernoulli" else int(site.support_size)
             enum_dim = -(nesting + 1 + num_discrete)

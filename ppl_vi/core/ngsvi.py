@@ -78,7 +78,7 @@ STEPS_PER_EPOCH = 100
 LOCAL_TOL = 1e-2
 """Default tolerance of the local CAVI loop on :func:`row_change` (a mean change of the
 local mean parameters, probabilities for a discrete site). On the LDA benchmark
-(``benchmarks/ngsvi_lda.py``, 3 epochs) 1e-3 takes about twice the training time to the
+(``benchmarks/ngsvi_lda.py --epochs 3``) 1e-3 takes about twice the training time to the
 same held-out perplexity (``--local-tol 1e-3``)."""
 
 MAX_LOCAL_ITERS = 100
@@ -90,8 +90,9 @@ EVALUATE_TOL = 1e-6
 START_TOL = LOCAL_TOL
 """Tolerance of the full-data local CAVI of the start (:data:`START_PASSES`): the locals
 fitted to CAVI's random starting globals, and those that score the two candidate starts
-by exact ELBO. On the LDA benchmark corpus (1,800 documents) it picked the same start
-as :data:`EVALUATE_TOL` (the data-seeded one, about 26,000 nats ahead) and cut ``init``
+by exact ELBO. On the LDA benchmark corpus (1,800 documents, ``full_data_start=True`` as
+in ``benchmarks/ngsvi_lda.py --elbo-gap``) it picked the same start as
+:data:`EVALUATE_TOL` (the data-seeded one, about 26,000 nats ahead) and cut ``init``
 from 6-11 s to about 2 s; ``tests/numpyro/test_ngsvi.py`` checks the choice on a
 smaller corpus."""
 
@@ -253,8 +254,8 @@ def local_cavi(plan: Plan, plate: LocalPlate, names: tuple, eta: dict, mu: dict,
     carry = ({n: eta[n] for n in names}, {n: mu[n] for n in names}, math.inf, 0)
     if len(names) == 1:
         carry = body(carry)
-    else:  # the first pass runs inside the loop too (always, as before the loop it did), so that
-        # a compiled loop holds one copy of the pass: LDA's step compiled in 1.0 s instead of 1.2 s
+    else:  # the loop runs at least one pass, even with max_iters=0; the first pass inside
+        # it, a compiled loop holds one copy of the pass (LDA's step: 360 -> 96 operations)
         carry = host.while_loop(lambda c: (c[3] == 0) | ((c[2] > tol) & (c[3] < max_iters)), body, carry)
     return {**eta, **carry[0]}, {**mu, **carry[1]}
 

@@ -286,7 +286,7 @@ class CAVI:
             best_state,
         )
 
-    def _posterior_fn(self) -> Callable[[dict], dict]:
+    def _posterior_fn(self) -> Callable[[dict, dict], dict]:
         """``(natural, mean) -> {latent site name: NumPyro distribution q_j}``, to be compiled as one
         program (NumPyro distributions are pytrees). Built eagerly, each of their operations
         was compiled on its own: 1.8-2.0 s of a first ``run`` on a 100k-point mixture, whose

@@ -9,11 +9,11 @@ its exactness are described in :mod:`ppl_vi.core.ngsvi`. The program is planned 
 CAVI loop a ``lax.while_loop`` inside it. It compiles once per batch size: :meth:`run`
 uses equal batches (:func:`ppl_vi.core.ngsvi.epoch_batches`).
 
-A first fit pays for compiling the step (0.9-1.3 s for the LDA benchmark's with XLA's
-defaults, more than planning and the start together), so :meth:`init` has it compiled ahead of time in a
-worker thread (:class:`ppl_vi.numpyro._compile.BackgroundCompilation`) from the plan's
-shapes while the start is computed, and so are the full-data start's programs and
-:meth:`evaluate`'s (which :meth:`run` calls after its first epoch).
+A first fit pays for compiling the step (figures in :meth:`NaturalGradientSVI._compile_ahead`),
+so :meth:`init` has it compiled ahead of time in a worker thread
+(:class:`ppl_vi.numpyro._compile.BackgroundCompilation`) from the plan's shapes while the
+start is computed, and so are the full-data start's programs and :meth:`evaluate`'s
+(which :meth:`run` calls after its first epoch).
 
 Example
 -------
@@ -98,7 +98,7 @@ _HOST = core.Host(_grad, _scatter, jax.lax.while_loop)
 
 # The step compiles with XLA:CPU's older (LLVM IR) fusion emitters: on the LDA benchmark
 # (benchmarks/ngsvi_lda.py, batches of 128) it compiled in 0.6-0.7 s instead of 0.9-1.0 s
-# as a process's first compilation (0.36 vs 0.55 s later on), and gave the same bits after
+# with XLA's defaults as a process's first compilation (0.36 vs 0.55 s later on), and gave the same bits after
 # 45 steps; a step took the same time within the noise (medians of 5 x 60 steps: 10.5 vs
 # 10.2 ms; batches of 18, 5 x 300 steps: 2.0 vs 2.1 ms). Full-data programs (evaluate,
 # the start's passes) run longer and keep XLA's defaults, as does the step where this
@@ -186,8 +186,9 @@ class NaturalGradientSVI:
         self.plan = None
 
     def init(self, rng_key: jax.Array, *args: Any, **kwargs: Any) -> NGSVIState:
-        """Plan the program and pick the start (see ``full_data_start``); the step (and the
-        full-data start's programs) compile in worker threads meanwhile."""
+        """Plan the program and pick the start (see ``full_data_start``); the step (and, with
+        ``full_data_start``, the start's programs and :meth:`evaluate`'s) compile in worker
+        threads meanwhile."""
         frames = _plate_frames(self.model, args, kwargs)
         plate, self.batch_size = core.local_plate(self.local_plate_name, frames, self.num_data, self.requested_batch_size, core.default_batch_size)
         self.split = core.split_plan(self.cavi.plan(*args, **kwargs), plate)
@@ -208,21 +209,21 @@ class NaturalGradientSVI:
         donating step and, with ``full_data_start``, the start's programs.
 
         The state's shapes are known once the plan is. On the LDA benchmark
-        (``benchmarks/ngsvi_lda.py``, a process's first fit; 2 cores shared, load 3-6)
-        ``init`` took 0.5-0.65 s and the first step then 0.8-1.3 s, mostly the step's
-        compilation; compiled meanwhile (with :data:`_STEP_COMPILER_OPTIONS`), 0.6-0.9 s
-        and 0.3-0.65 s: 1.3-2.0 s -> 0.9-1.5 s in four alternating runs. :meth:`evaluate`
-        compiles on its first call unless :meth:`_compile_evaluate` started it (``init``
-        with ``full_data_start``, ``run``): a loop of ``update`` calls needs no ``evaluate``.
+        (``benchmarks/ngsvi_lda.py``: ``full_data_start=False``, a process's first fit; 2
+        cores shared, load 3-6) ``init`` took 0.5-0.65 s and the first step then 0.8-1.3 s,
+        mostly the step's compilation; compiled meanwhile (with
+        :data:`_STEP_COMPILER_OPTIONS`), 0.6-0.9 s and 0.3-0.65 s: 1.3-2.0 s -> 0.9-1.5 s in
+        four alternating runs. :meth:`evaluate` compiles once :meth:`_compile_evaluate` is
+        called (``init`` with ``full_data_start``, ``run``, or its own first call): a loop
+        of ``update`` calls needs no ``evaluate``.
         """
         abstract = self.cavi._abstract_state()
         self._abstract = (jax.eval_shape(lambda e, m: full_natural(self.plan, e, m), abstract.natural, abstract.mean), abstract.mean)
         dtype = jnp.result_type(float)
         options = supported_compiler_options(_STEP_COMPILER_OPTIONS)
         self._step = jax.jit(self._step_fn, compiler_options=options)
-        self._evaluate = jax.jit(self._evaluate_fn)
         self._evaluating = None
-        if self.full_data_start:  # in the order init needs them
+        if self.full_data_start:
             self._fitting_globals = BackgroundCompilation(lambda eta, mu: core.start_passes(self.split, eta, mu, _grad), *self._abstract)
             self._compile_evaluate()
         indices = jax.ShapeDtypeStruct((self.batch_size,), np.int64)  # check_indices' dtype
@@ -268,9 +269,10 @@ class NaturalGradientSVI:
         return NGSVIState(eta, mu, state.step), float(value)
 
     def _evaluated(self, eta: dict, mu: dict, tol: float) -> tuple[dict, dict, jax.Array]:
-        """:meth:`_evaluate_fn`, by the program compiled ahead of time if it was started (:meth:`_compile_evaluate`)."""
+        """:meth:`_evaluate_fn` by the program :meth:`_compile_evaluate` compiles (started now if not yet)."""
+        self._compile_evaluate()
         args = (eta, mu, np.asarray(tol, dtype=jnp.result_type(float)))
-        return (self._evaluate if self._evaluating is None else self._evaluating.program(*args))(*args)
+        return self._evaluating.program(*args)(*args)
 
     def run(
         self,

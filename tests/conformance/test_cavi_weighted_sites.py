@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+import pytest
 from pyroapi import distributions as dist
 from pyroapi import handlers, pyro
 
@@ -85,3 +86,10 @@ def test_vector_latents_scaled_by_weights_match_the_replicated_data(backend):
     first_copy = np.concatenate([[0], np.cumsum(weights)[:-1]])
     np.testing.assert_allclose(np_params(weighted.posterior["z"])["loc"], np_params(replicated.posterior["z"])["loc"][first_copy], rtol=1e-6, atol=1e-6)
     assert_monotone(weighted.elbo)
+
+
+def test_a_latent_site_weighted_zero_is_refused_naming_the_site(backend):
+    weights = np.array([1.0, 0.0, 2.0])
+    data = models.to_backend({"x": np.ones((3, 2)), "weights": weights}, backend)
+    with pytest.raises(ValueError, match=r"latent site 'z' is scaled by 0 .*mask or scale the observed site"):
+        _run(backend, _POINTS.model(backend), data)

@@ -248,29 +248,3 @@ def test_start_scored_at_start_tol_is_the_one_scored_at_evaluate_tol(monkeypatch
     exact = NaturalGradientSVI(lda_docs, local_plate="docs").init(key, **data)
     for name in ("topics", "doc_topics", "assignment"):
         np.testing.assert_allclose(np.asarray(cheap.natural[name][0]), np.asarray(exact.natural[name][0]), rtol=1e-12, atol=1e-12)
-
-
-def _global_mean(x):
-    """Only an observation in the plate: no local latent site."""
-    import numpyro
-    import numpyro.distributions as dist
-
-    m = numpyro.sample("m", dist.Normal(0.0, 10.0))
-    with numpyro.plate("data", x.shape[0]):
-        numpyro.sample("x", dist.Normal(m, 1.0), obs=x)
-
-
-def test_plate_without_local_sites_steps_to_the_exact_posterior():
-    """Step size 1 on the full batch gives the conjugate posterior; minibatch runs work."""
-    from ppl_vi.core import expfam
-
-    x = 2.0 + np.random.default_rng(0).standard_normal(200)
-    exact_loc = x.sum() / (x.size + 0.01)
-    ngsvi = NaturalGradientSVI(_global_mean, local_plate="data")
-    state = ngsvi.init(jax.random.PRNGKey(0), jax.numpy.asarray(x))
-    state = ngsvi.update(state, np.arange(x.size), rho=1.0)
-    params = expfam.family("Normal").params_from_natural(state.natural["m"])
-    assert float(params["loc"]) == pytest.approx(exact_loc, rel=1e-10)
-    assert float(params["scale"]) == pytest.approx((x.size + 0.01) ** -0.5, rel=1e-10)
-    result = NaturalGradientSVI(_global_mean, local_plate="data", batch_size=20).run(jax.random.PRNGKey(1), jax.numpy.asarray(x), num_epochs=2)
-    assert abs(float(result.posterior["m"].loc) - exact_loc) < 0.3

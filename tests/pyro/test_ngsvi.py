@@ -87,27 +87,3 @@ def test_donating_update_writes_the_rows_in_place_with_the_same_result():
         assert donated.natural[name][0].data_ptr() == copy.natural[name][0].data_ptr()
         assert fresh.natural[name][0].data_ptr() != state.natural[name][0].data_ptr()
     assert not torch.equal(fresh.natural["assignment"][0], state.natural["assignment"][0])
-
-
-def _global_mean(x):
-    """Only an observation in the plate: no local latent site."""
-    m = pyro.sample("m", pyro.distributions.Normal(0.0, 10.0))
-    with pyro.plate("data", x.shape[0]):
-        pyro.sample("x", pyro.distributions.Normal(m, 1.0), obs=x)
-
-
-def test_plate_without_local_sites_steps_to_the_exact_posterior():
-    """Step size 1 on the full batch gives the conjugate posterior; minibatch runs work."""
-    from ppl_vi.core import expfam
-
-    x = 2.0 + np.random.default_rng(0).standard_normal(200)
-    exact_loc = x.sum() / (x.size + 0.01)
-    ngsvi = NaturalGradientSVI(_global_mean, local_plate="data")
-    state = ngsvi.init(torch.as_tensor(x))
-    state = ngsvi.update(state, np.arange(x.size), rho=1.0)
-    params = expfam.family("Normal").params_from_natural(state.natural["m"])
-    assert float(params["loc"]) == pytest.approx(exact_loc, rel=1e-10)
-    assert float(params["scale"]) == pytest.approx((x.size + 0.01) ** -0.5, rel=1e-10)
-    torch.manual_seed(0)
-    result = NaturalGradientSVI(_global_mean, local_plate="data", batch_size=20).run(torch.as_tensor(x), num_epochs=2)
-    assert abs(float(result.posterior["m"].loc) - exact_loc) < 0.3
