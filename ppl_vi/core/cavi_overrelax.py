@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping
 from ppl_vi.core import expfam
 from ppl_vi.core._xp import namespace
 from ppl_vi.core.cavi_objective import Plan
-from ppl_vi.core.cavi_sweep import sweep
+from ppl_vi.core.cavi_sweep import select, sweep
 from ppl_vi.core.expfam._linalg import symmetrize
 
 __all__ = ["GROWTH", "in_domain", "overrelaxed_sweep"]
@@ -48,10 +48,6 @@ Grad = Callable[[Callable[[Any], Any], Any], Any]
 def _positive_definite(a: Any) -> Any:
     xp = namespace(a)
     return xp.all(xp.linalg.eigvalsh(symmetrize(a)) > 0.0)
-
-
-def _select(keep: Any, a: Mapping[str, tuple], b: Mapping[str, tuple]) -> dict:
-    return {n: tuple(namespace(x).where(keep, x, y) for x, y in zip(a[n], b[n])) for n in a}
 
 
 def in_domain(q_family: str, eta: tuple) -> Any:
@@ -122,8 +118,8 @@ def overrelaxed_sweep(
     tried_eta, tried_mu, tried_value = sweep(plan, tried_eta, tried_mu, grad, names=discrete)
     keep = valid & xp.isfinite(tried_value) & (tried_value > value)
     return (
-        _select(keep, tried_eta, new_eta),
-        _select(keep, tried_mu, new_mu),
+        select(keep, tried_eta, new_eta),
+        select(keep, tried_mu, new_mu),
         xp.where(keep, tried_value, value),
         xp.where(keep, trial, xp.ones_like(trial)),
     )

@@ -37,9 +37,9 @@ from ppl_vi.core import expfam
 from ppl_vi.core.cavi_objective import Plan
 from ppl_vi.core.cavi_plan import build_plan
 from ppl_vi.core.cavi_result import inference_data, stop_reason
-from ppl_vi.core.cavi_overrelax import overrelaxed_sweep
+from ppl_vi.core.cavi_acceleration import accelerated_step, check_acceleration, resolve_acceleration
 from ppl_vi.core.cavi_start import initial_responsibilities, initial_state
-from ppl_vi.core.cavi_sweep import kept_natural, relative_change, sweep
+from ppl_vi.core.cavi_sweep import kept_natural, relative_change
 from ppl_vi.pyro._trace import run_sites, to_numpy, to_torch
 
 __all__ = ["CAVI", "CAVIState", "CAVIInfo", "CAVIResult"]
@@ -48,7 +48,7 @@ __all__ = ["CAVI", "CAVIState", "CAVIInfo", "CAVIResult"]
 class CAVIState(NamedTuple):
     """CAVI state: natural (continuous sites only, :func:`~ppl_vi.core.cavi_sweep.kept_natural`)
     and mean parameters per latent site, last ELBO, step, and the
-    over-relaxation factor of :mod:`ppl_vi.core.cavi_overrelax` (0 before the first sweep)."""
+    extrapolation record of :func:`~ppl_vi.core.cavi_acceleration.accelerated_step` (0 before the first step)."""
 
     natural: dict
     mean: dict
@@ -137,9 +137,13 @@ class CAVI:
         An ordinary Pyro program.
     num_restarts : int
         Independent starts (run one after the other); the best final ELBO is kept.
-    overrelax : bool
-        Adaptive over-relaxed steps, still monotone (:mod:`ppl_vi.core.cavi_overrelax`,
-        with what they gained and cost where measured); plain sweeps by default.
+    acceleration : {"auto", "squarem", "overrelax", None}
+        How far a step goes, the ELBO monotone either way
+        (:mod:`ppl_vi.core.cavi_acceleration`): ``"squarem"`` extrapolates two sweeps
+        (:mod:`ppl_vi.core.cavi_squarem`), ``"overrelax"`` over-relaxes one
+        (:mod:`ppl_vi.core.cavi_overrelax`), ``None`` takes plain sweeps; ``"auto"``
+        (default) takes SQUAREM for plans with discrete and continuous latent sites
+        (mixtures, topic models) and plain sweeps otherwise.
     seed_from_data : bool
         Start a discrete site that selects the Dirichlet row of a Categorical observation
         (LDA's topics) from the counts of random groups of observations; ``False``:
@@ -153,12 +157,12 @@ class CAVI:
     starts) comes from torch's global RNG, as in Pyro (``pyro.set_rng_seed``).
     """
 
-    def __init__(self, model: Callable, *, num_restarts: int = 1, overrelax: bool = False, seed_from_data: bool = True):
+    def __init__(self, model: Callable, *, num_restarts: int = 1, acceleration: Optional[str] = "auto", seed_from_data: bool = True):
         if num_restarts < 1:
             raise ValueError(f"num_restarts must be >= 1; got {num_restarts}")
         self.model = model
         self.num_restarts = num_restarts
-        self.overrelax = overrelax
+        self.acceleration = check_acceleration(acceleration)
         self.seed_from_data = seed_from_data
         self._plan: Optional[Plan] = None
         self._run_sites = None
@@ -167,6 +171,7 @@ class CAVI:
         """Derive (or refuse) the CAVI plan of ``model(*args, **kwargs)``."""
         self._run_sites = run_sites(self.model, args, kwargs)
         self._plan, _ = build_plan(self._run_sites, np.random.default_rng(0), to_torch, "pyro")
+        self.step_kind = resolve_acceleration(self._plan, self.acceleration)
         return self._plan
 
     def init(self, *args: Any, **kwargs: Any) -> CAVIState:
@@ -183,15 +188,11 @@ class CAVI:
         return CAVIState(kept_natural(plan, eta), mu, torch.tensor(-float("inf")), 0, torch.tensor(0.0))
 
     def update(self, state: CAVIState) -> tuple[CAVIState, CAVIInfo]:
-        """One step: a plain sweep, or an over-relaxed step with ``overrelax=True``."""
+        """One step of the resolved ``acceleration``."""
         if self._plan is None:
             raise RuntimeError("call init(*args) before update(state)")
         with torch.no_grad():
-            if self.overrelax:
-                eta, mu, value, factor = overrelaxed_sweep(self._plan, state.natural, state.mean, _grad, state.relaxation)
-            else:
-                eta, mu, value = sweep(self._plan, state.natural, state.mean, _grad)
-                factor = state.relaxation
+            eta, mu, value, factor = accelerated_step(self._plan, self.step_kind, state.natural, state.mean, _grad, state.relaxation)
         value = value.detach()
         return CAVIState(kept_natural(self._plan, eta), mu, value, state.step + 1, factor), CAVIInfo(value, relative_change(value, state.elbo))
 

@@ -44,7 +44,7 @@ def mixture():
 
 def test_step_is_never_worse_than_a_plain_sweep(mixture):
     zoo, data = mixture
-    cavi = CAVI(zoo.numpyro_model, overrelax=False)
+    cavi = CAVI(zoo.numpyro_model, acceleration=None)
     state = cavi.init(jax.random.PRNGKey(0), **data)
     plan = cavi.plan(**data)
     step = jax.jit(lambda eta, mu, factor: overrelaxed_sweep(plan, eta, mu, _grad, factor))
@@ -60,7 +60,7 @@ def test_step_is_never_worse_than_a_plain_sweep(mixture):
 
 def test_same_fixed_point_in_fewer_steps(mixture):
     zoo, data = mixture
-    fits = {o: CAVI(zoo.numpyro_model, overrelax=o).run(jax.random.PRNGKey(0), **data, tol=1e-12) for o in (True, False)}
+    fits = {o: CAVI(zoo.numpyro_model, acceleration="overrelax" if o else None).run(jax.random.PRNGKey(0), **data, tol=1e-12) for o in (True, False)}
     assert all(f.converged for f in fits.values())
     for fit in fits.values():
         assert np.all(np.diff(fit.elbo) >= -1e-10 * abs(fit.elbo[-1]))

@@ -31,7 +31,7 @@ def test_step_size_one_full_batch_is_one_cavi_update():
     pyro.set_rng_seed(0)
     ngsvi = NaturalGradientSVI(GMM.pyro_model, local_plate="data", batch_size=100, step_size=lambda t: 1.0)
     ngsvi.init(**data)
-    cavi = CAVI(GMM.pyro_model, overrelax=False)  # a plain sweep is what the step must equal
+    cavi = CAVI(GMM.pyro_model, acceleration=None)  # a plain sweep is what the step must equal
     assert cavi.plan(**data).order == ngsvi.globals + ngsvi.locals
     state1, _ = cavi.update(cavi.init())
     state2, _ = cavi.update(state1)

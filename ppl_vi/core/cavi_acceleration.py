@@ -1,0 +1,73 @@
+"""The step a CAVI engine takes: a plain sweep or an accelerated one, chosen once by name.
+
+Both accelerations keep CAVI's guarantees (the ELBO never decreases, a fixed point is a
+fixed point of CAVI) and only change how far a step goes:
+
+* ``"squarem"`` — squared extrapolation of the sweep map (:mod:`ppl_vi.core.cavi_squarem`);
+* ``"overrelax"`` — adaptive over-relaxation (:mod:`ppl_vi.core.cavi_overrelax`);
+* ``None`` — plain sweeps.
+
+``"auto"`` (the engines' default) takes SQUAREM where a plan has both discrete and
+continuous latent sites — mixtures and topic models, whose plain sweeps converge as
+slowly as EM — and plain sweeps elsewhere, where a conditionally conjugate model
+without enumerated sites converges in a few sweeps that an extrapolation, costing three
+sweeps a step, would only slow down.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable, Mapping, Optional
+
+from ppl_vi.core.cavi_objective import Plan
+from ppl_vi.core.cavi_overrelax import overrelaxed_sweep
+from ppl_vi.core.cavi_squarem import accept, extrapolate, plain_sweep, squarem_step
+from ppl_vi.core.cavi_sweep import sweep
+
+__all__ = ["ACCELERATIONS", "check_acceleration", "resolve_acceleration", "squarem_parts", "accelerated_step"]
+
+ACCELERATIONS = ("auto", "squarem", "overrelax", None)
+"""The values the engines' ``acceleration`` argument takes."""
+
+Grad = Callable[[Callable[[Any], Any], Any], Any]
+
+
+def check_acceleration(acceleration: Optional[str]) -> Optional[str]:
+    """``acceleration`` if it is one of :data:`ACCELERATIONS`, else a ``ValueError`` naming them."""
+    if acceleration not in ACCELERATIONS:
+        raise ValueError(f"CAVI: acceleration must be one of {ACCELERATIONS}; got {acceleration!r}")
+    return acceleration
+
+
+def resolve_acceleration(plan: Plan, acceleration: Optional[str]) -> Optional[str]:
+    """The step ``"auto"`` stands for in ``plan`` (module docstring); other values as given,
+    but ``None`` for a plan without continuous sites (nothing to extrapolate)."""
+    discrete = [spec.discrete for spec in plan.latents.values()]
+    if all(discrete):
+        return None
+    if acceleration != "auto":
+        return acceleration
+    return "squarem" if any(discrete) else None
+
+
+def squarem_parts(plan: Plan, grad: Grad) -> tuple[Callable, Callable, Callable]:
+    """:func:`~ppl_vi.core.cavi_squarem.squarem_step`'s parts bound to ``plan``: ``(sweep,
+    extrapolate, accept)``, pure functions a host may compile one by one."""
+    return partial(plain_sweep, plan, grad), partial(extrapolate, plan, grad), accept
+
+
+def accelerated_step(
+    plan: Plan, acceleration: Optional[str], eta: Mapping[str, tuple], mu: Mapping[str, tuple], grad: Grad, relaxation: Any
+) -> tuple[dict, dict, Any, Any]:
+    """One step of the resolved ``acceleration`` (not ``"auto"``): ``(eta, mu, elbo, relaxation)``.
+
+    ``relaxation`` is the state's extrapolation record: 0 before the first step, then the
+    over-relaxation factor (``"overrelax"``) or SQUAREM's bound on the step length
+    (``"squarem"``); plain sweeps pass it through.
+    """
+    if acceleration == "squarem":
+        return squarem_step(eta, mu, relaxation, *squarem_parts(plan, grad))
+    if acceleration == "overrelax":
+        return overrelaxed_sweep(plan, eta, mu, grad, relaxation)
+    new_eta, new_mu, value = sweep(plan, eta, mu, grad)
+    return new_eta, new_mu, value, relaxation
