@@ -16,7 +16,7 @@ size; it is the same number for both methods.)
 Recorded: perplexity against cumulative training time, for scikit-learn after each batch
 iteration (its own ``_init_latent_vars`` and ``_em_step``, the loop ``fit`` runs, timed
 per iteration; ``fit``'s final E-step on the training set is not counted) and for ppl_vi
-CAVI (NumPyro) after each sweep (``CAVI.init``, then the jitted ``CAVI.update`` in a
+CAVI (NumPyro) after each step (``CAVI.init``, then ``CAVI.compiled_update`` in a
 loop). CAVI's fixed costs — planning, the start, compiling the sweep (which
 ``CAVI.run`` does while the start is built) and building the posterior — are the wall
 time of ``CAVI.run(num_steps=1)`` less one sweep, measured on the process's first fit
@@ -25,10 +25,13 @@ on a later fit of a new ``CAVI`` object that reads JAX's persistent compilation 
 (turned on after the first fit, in a new temporary directory, and written by one untimed
 fit; ``--no-compilation-cache`` leaves it off, and the later fit compiles again), and
 the ratios are printed without them and with them (the first fit's and the later one's).
+(``run(num_steps=1)`` compiles no SQUAREM part: ``run`` compiles them only when it may
+take more than its first 10 plain sweeps, in a worker thread while those run.)
 CAVI's program takes the corpus as distinct (document, word) pairs scaled by their
 counts (``extras["pair_counts"]`` of the zoo model; ``--tokens``: one site per token). A "sweep"
-is one ``update``: by default a plain sweep, as the library runs it; over-relaxed
-(:mod:`ppl_vi.core.cavi_overrelax`) with ``--overrelax``. CAVI starts from
+is one step of ``CAVI.compiled_update``, as ``run`` takes it: with the default
+``--acceleration auto``, 10 plain sweeps, then SQUAREM steps (:mod:`ppl_vi.core.cavi_squarem`;
+``--acceleration none``: plain sweeps only). CAVI starts from
 the library's start (:mod:`ppl_vi.core.cavi_start`): the assignments' responsibilities
 under topics seeded from the word counts of two random training documents each, as
 ``CAVI.init(PRNGKey(0))`` gives it; scikit-learn from its own random start.
@@ -39,7 +42,7 @@ trajectories are deterministic; only the timings vary on a shared machine).
 Printed: the perplexity scikit-learn reaches after each ``--checkpoints`` iteration
 count and its time, the time CAVI needs to reach the same perplexity, and the ratios.
 
-Run: ``.venv/bin/python benchmarks/cavi_lda.py [--num-docs 2000] [--checkpoints 10 20] [--repeats 2] [--overrelax] [--no-compilation-cache]``
+Run: ``.venv/bin/python benchmarks/cavi_lda.py [--num-docs 2000] [--checkpoints 10 20] [--repeats 2] [--acceleration auto] [--no-compilation-cache]``
 (and under ``taskset -c 0`` for one core).
 """
 
@@ -109,12 +112,14 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=int, nargs="+", default=[10, 20], help="scikit-learn iteration counts compared")
     parser.add_argument("--max-sweeps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--overrelax", action="store_true", help="over-relaxed steps (CAVI(model, overrelax=True))")
+    parser.add_argument("--acceleration", choices=("auto", "squarem", "overrelax", "none"), default="auto",
+                        help="CAVI(model, acceleration=...): the library's default 'auto' (SQUAREM here), or another step")
     parser.add_argument("--tokens", dest="pairs", action="store_false",
                         help="give CAVI the corpus as one site per token (default: distinct (document, word) pairs scaled by their counts)")
     parser.add_argument("--no-compilation-cache", dest="compilation_cache", action="store_false",
                         help="leave JAX's persistent compilation cache off (the later fit then compiles again)")
     args = parser.parse_args()
+    acceleration = None if args.acceleration == "none" else args.acceleration
 
     import jax
 
@@ -152,13 +157,11 @@ def main() -> None:
     def fixed_costs() -> float:
         """Wall time of ``run(num_steps=1)`` on a new CAVI object: planning, the start, the
         sweep's compilation (overlapping the start), one sweep and the posterior."""
-        return CAVI(zoo.numpyro_model, overrelax=args.overrelax).run(jax.random.PRNGKey(0), **train_data, num_steps=1).wall_time
+        return CAVI(zoo.numpyro_model, acceleration=acceleration).run(jax.random.PRNGKey(0), **train_data, num_steps=1).wall_time
 
     cold_run = fixed_costs()  # the process's first fit: nothing compiled yet, JAX's defaults (no persistent cache)
-    cavi = CAVI(zoo.numpyro_model, overrelax=args.overrelax)
-    cavi.plan(**train_data)
-    update = jax.jit(cavi.update)
-    jax.block_until_ready(update(cavi.init(jax.random.PRNGKey(0))))  # compiled here, not in the timed sweeps
+    cavi = CAVI(zoo.numpyro_model, acceleration=acceleration)
+    update = cavi.compiled_update(cavi.init(jax.random.PRNGKey(0), **train_data))  # compiled here, not in the timed steps
     sk_steps, cavi_steps = [], []
     for _ in range(args.repeats):
         steps, sk_perp = sklearn_trace(make, train, evaluate, num_iter)

@@ -21,7 +21,8 @@ for ``PRNGKey(0)``, ``(1)``, ``(2)`` it converged (relative change 1e-8) in 342,
 285 steps against 480, 1769 and 1524 plain sweeps (from ``(2)`` to an optimum 3.5 nats
 lower); from an earlier start, within 1e-6 of the plain sweeps' ELBO in 954 steps
 instead of 3002. On LDA (start seeds of commit af40c80) it saved one sweep in eight, which does not pay for the trial —
-hence opt-in (``CAVI(..., overrelax=True)``).
+hence opt-in (``CAVI(..., acceleration="overrelax")``); SQUAREM (:mod:`ppl_vi.core.cavi_squarem`,
+the default for such models) took fewer sweeps' worth of work on that GMM.
 A fixed point is a fixed point of CAVI.
 """
 
@@ -70,8 +71,8 @@ def in_domain(q_family: str, eta: tuple) -> Any:
     if q_family == "Wishart":
         return _positive_definite(-eta[0]) & xp.all(eta[1] > -1.0)
     raise ValueError(
-        f"overrelax=True: no natural-domain check for the variational family {q_family!r} "
-        "(supported: Normal, MultivariateNormal, Gamma, Beta, Dirichlet, Wishart); use overrelax=False"
+        f"CAVI acceleration: no natural-domain check for the variational family {q_family!r} "
+        "(supported: Normal, MultivariateNormal, Gamma, Beta, Dirichlet, Wishart); use acceleration=None"
     )
 
 

@@ -36,13 +36,20 @@ from tqdm.auto import tqdm
 
 from ppl_vi.core import expfam
 from ppl_vi.core.cavi_objective import Plan
-from ppl_vi.core.cavi_acceleration import accelerated_step, check_acceleration, resolve_acceleration, squarem_parts
+from ppl_vi.core.cavi_acceleration import (
+    PLAIN_SWEEPS_FIRST,
+    accelerated_step,
+    check_acceleration,
+    resolve_acceleration,
+    scheduled,
+    squarem_parts,
+)
 from ppl_vi.core.cavi_squarem import squarem_step
 from ppl_vi.core.cavi_plan import build_plan
 from ppl_vi.core.cavi_result import inference_data, stop_reason
 from ppl_vi.core.cavi_start import initial_responsibilities, initial_state
 from ppl_vi.core.cavi_sweep import kept_natural, relative_change
-from ppl_vi.numpyro._compile import BackgroundCompilation, run_once_compiler_options
+from ppl_vi.numpyro._compile import BackgroundCompilation, abstract_like, run_once_compiler_options
 from ppl_vi.numpyro._trace import run_sites, to_jax
 
 __all__ = ["CAVI", "CAVIState", "CAVIInfo", "CAVIResult"]
@@ -76,7 +83,7 @@ class CAVIResult(NamedTuple):
     posterior : dict
         Latent site name -> NumPyro distribution ``q_j``.
     elbo : ndarray, shape (num_steps,)
-        Exact ELBO after each sweep (best restart).
+        Exact ELBO after each step, a sweep or a SQUAREM step (best restart).
     converged : bool
     num_steps : int
     stop_reason : {"converged", "max_steps", "nan"}
@@ -175,7 +182,9 @@ class CAVI:
     ``init(rng_key, *args, **kwargs)`` derives the plan from the program called with
     ``args`` and returns a :class:`CAVIState` (stacked over restarts when
     ``num_restarts > 1`` is used by :meth:`run`); ``update(state)`` is a pure,
-    jit-able sweep for that plan, returning ``(state, CAVIInfo)``.
+    jit-able step for that plan (a sweep, or a step of the resolved acceleration),
+    returning ``(state, CAVIInfo)``; :meth:`compiled_update` is the step as :meth:`run`
+    schedules and compiles it.
     """
 
     def __init__(self, model: Callable, *, num_restarts: int = 1, acceleration: Optional[str] = "auto", seed_from_data: bool = True):
@@ -184,6 +193,7 @@ class CAVI:
         self.model = model
         self.num_restarts = num_restarts
         self.acceleration = check_acceleration(acceleration)
+        self.step_kind: Optional[str] = None  # the acceleration resolved for the plan (plan())
         self.seed_from_data = seed_from_data
         self._plan: Optional[Plan] = None
         self._run_sites = None
@@ -215,10 +225,15 @@ class CAVI:
         return start(base, resp)
 
     def update(self, state: CAVIState) -> tuple[CAVIState, CAVIInfo]:
-        """One step of the resolved ``acceleration`` (pure; ``jax.jit``-able)."""
+        """One step of the resolved ``acceleration`` (pure; ``jax.jit``-able). Under SQUAREM,
+        :meth:`run` and :meth:`compiled_update` take plain sweeps first
+        (:func:`~ppl_vi.core.cavi_acceleration.scheduled`)."""
+        return self._update(state, self.step_kind)
+
+    def _update(self, state: CAVIState, step_kind: Optional[str]) -> tuple[CAVIState, CAVIInfo]:
         if self._plan is None:
             raise RuntimeError("call init(rng_key, *args) before update(state)")
-        eta, mu, value, factor = accelerated_step(self._plan, self.step_kind, state.natural, state.mean, _grad, state.relaxation)
+        eta, mu, value, factor = accelerated_step(self._plan, step_kind, state.natural, state.mean, _grad, state.relaxation)
         return CAVIState(kept_natural(self._plan, eta), mu, value, state.step + 1, factor), CAVIInfo(value, relative_change(value, state.elbo))
 
     # -- driver -----------------------------------------------------------------
@@ -250,9 +265,9 @@ class CAVI:
         # the sweep, then the posterior's constructor, compile while the starts are built
         # (LDA, 90k tokens, first fit in a process: plan + start + compile 1.27 -> 1.09 s)
         stacked = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((self.num_restarts, *a.shape), a.dtype), abstract)
-        compiling = self._compile_step(stacked if batched else abstract, batched)
+        compiling = self._compile_step(stacked if batched else abstract, batched, num_steps > PLAIN_SWEEPS_FIRST)
         building = BackgroundCompilation(
-            self._posterior_fn(), abstract.natural, abstract.mean, after=compiling[0], compiler_options=run_once_compiler_options()
+            self._posterior_fn(), abstract.natural, abstract.mean, after=compiling[-1], compiler_options=run_once_compiler_options()
         )
         states = [self._init_from_plan(k) for k in keys]
         state = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states) if batched else states[0]
@@ -288,15 +303,18 @@ class CAVI:
             best_state,
         )
 
-    def _compile_step(self, abstract: CAVIState, batched: bool) -> tuple[BackgroundCompilation, ...]:
+    def _compile_step(self, abstract: CAVIState, batched: bool, extrapolating: bool) -> tuple[BackgroundCompilation, ...]:
         """The step's programs, compiling in worker threads for states shaped like ``abstract``:
-        :meth:`update` as one program, or SQUAREM's three parts (its sweep compiled once and
-        called three times a step: about 1.3 instead of 3.0 s of compilation on a 100k-point
-        mixture, the same per-step time)."""
+        the first steps' update, then (SQUAREM, when ``extrapolating``) SQUAREM's other two
+        parts, which compile while the first plain sweeps run. SQUAREM's sweeps are calls of
+        the first program: one sweep compiled, not three inlined in one step (on a 100k-point
+        mixture ``run(num_steps=1)`` took 4.9 s with the three inlined, 2.7 s with plain sweeps)."""
         vectorized = jax.vmap if batched else (lambda fn: fn)
-        if self.step_kind != "squarem":
-            return (BackgroundCompilation(vectorized(self.update), abstract),)
-        sweep_fn, extrapolate_fn, accept_fn = squarem_parts(self._plan, _grad)
+        first = scheduled(self.step_kind, 0)
+        programs = (BackgroundCompilation(vectorized(lambda state: self._update(state, first)), abstract),)
+        if self.step_kind != "squarem" or not extrapolating:
+            return programs
+        _, extrapolate_fn, accept_fn = squarem_parts(self._plan, _grad)
         natural, mean, scalar = abstract.natural, abstract.mean, abstract.elbo
 
         def finish(state: CAVIState, stabilised: tuple, plain: tuple, length: jax.Array) -> tuple[CAVIState, CAVIInfo]:
@@ -304,25 +322,43 @@ class CAVI:
             return CAVIState(eta, mu, value, state.step + 1, bound), CAVIInfo(value, relative_change(value, state.elbo))
 
         swept = (natural, mean, scalar)
-        return (
-            BackgroundCompilation(vectorized(sweep_fn), natural, mean),
-            BackgroundCompilation(vectorized(extrapolate_fn), natural, natural, natural, mean, scalar),
-            BackgroundCompilation(vectorized(finish), abstract, swept, swept, scalar),
+        return programs + (
+            BackgroundCompilation(vectorized(extrapolate_fn), natural, natural, natural, mean, scalar, after=programs[0]),
+            BackgroundCompilation(vectorized(finish), abstract, swept, swept, scalar, after=programs[0]),
         )
 
-    def _compiled_step(self, compiling: tuple, state: CAVIState) -> Callable[[CAVIState], tuple[CAVIState, CAVIInfo]]:
-        """``state -> (state, info)`` from :meth:`_compile_step`'s programs."""
-        if len(compiling) == 1:
-            return compiling[0].program(state)
-        sweep_program = compiling[0].program(state.natural, state.mean)
-        extrapolate_program = compiling[1].program(state.natural, state.natural, state.natural, state.mean, state.relaxation)
-        finish_program = compiling[2].program(state, (state.natural, state.mean, state.elbo), (state.natural, state.mean, state.elbo), state.relaxation)
+    def compiled_update(self, state: CAVIState) -> Callable[[CAVIState], tuple[CAVIState, CAVIInfo]]:
+        """The step :meth:`run` takes, compiled as it compiles it, for states shaped like
+        ``state`` (one restart, as :meth:`init` returns it): for a loop of one's own."""
+        if self._plan is None:
+            raise RuntimeError("call init(rng_key, *args) before compiled_update(state)")
+        return self._compiled_step(self._compile_step(abstract_like(state), False, True), state)
+
+    def _compiled_step(self, programs: tuple, state: CAVIState) -> Callable[[CAVIState], tuple[CAVIState, CAVIInfo]]:
+        """``state -> (state, info)`` from :meth:`_compile_step`'s programs, on the schedule of
+        :func:`~ppl_vi.core.cavi_acceleration.scheduled` (read from the state's step count)."""
+        first = programs[0].program(state)
+        if len(programs) == 1:
+            return first
+        parts = []  # SQUAREM's compiled parts, waited for at its first step
+
+        def sweep(eta: dict, mu: dict, like: CAVIState) -> tuple:
+            swept, _ = first(like._replace(natural=eta, mean=mu))
+            return swept.natural, swept.mean, swept.elbo
 
         def step(state: CAVIState) -> tuple[CAVIState, CAVIInfo]:
-            def finish(stabilised: tuple, plain: tuple, length: jax.Array, _: jax.Array) -> tuple[CAVIState, CAVIInfo]:
-                return finish_program(state, stabilised, plain, length)
-
-            return squarem_step(state.natural, state.mean, state.relaxation, sweep_program, extrapolate_program, finish)
+            if scheduled(self.step_kind, int(np.max(np.asarray(state.step)))) != "squarem":
+                return first(state)
+            if not parts:
+                swept = (state.natural, state.mean, state.elbo)
+                parts.append(programs[1].program(state.natural, state.natural, state.natural, state.mean, state.relaxation))
+                parts.append(programs[2].program(state, swept, swept, state.relaxation))
+            extrapolate, finish = parts
+            return squarem_step(
+                state.natural, state.mean, state.relaxation,
+                lambda eta, mu: sweep(eta, mu, state), extrapolate,
+                lambda stabilised, plain, length, _: finish(state, stabilised, plain, length),
+            )
 
         return step
 

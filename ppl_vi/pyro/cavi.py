@@ -37,7 +37,7 @@ from ppl_vi.core import expfam
 from ppl_vi.core.cavi_objective import Plan
 from ppl_vi.core.cavi_plan import build_plan
 from ppl_vi.core.cavi_result import inference_data, stop_reason
-from ppl_vi.core.cavi_acceleration import accelerated_step, check_acceleration, resolve_acceleration
+from ppl_vi.core.cavi_acceleration import accelerated_step, check_acceleration, resolve_acceleration, scheduled
 from ppl_vi.core.cavi_start import initial_responsibilities, initial_state
 from ppl_vi.core.cavi_sweep import kept_natural, relative_change
 from ppl_vi.pyro._trace import run_sites, to_numpy, to_torch
@@ -72,7 +72,7 @@ class CAVIResult(NamedTuple):
     posterior : dict
         Latent site name -> Pyro distribution ``q_j``.
     elbo : ndarray, shape (num_steps,)
-        Exact ELBO after each sweep (best restart).
+        Exact ELBO after each step, a sweep or a SQUAREM step (best restart).
     converged : bool
     num_steps : int
     stop_reason : {"converged", "max_steps", "nan"}
@@ -153,7 +153,8 @@ class CAVI:
     Notes
     -----
     ``init(*args, **kwargs)`` derives the plan and returns a :class:`CAVIState`;
-    ``update(state)`` is one sweep, returning ``(state, CAVIInfo)``. Randomness (the
+    ``update(state)`` is one step (a sweep, or a step of the resolved acceleration),
+    returning ``(state, CAVIInfo)``. Randomness (the
     starts) comes from torch's global RNG, as in Pyro (``pyro.set_rng_seed``).
     """
 
@@ -163,6 +164,7 @@ class CAVI:
         self.model = model
         self.num_restarts = num_restarts
         self.acceleration = check_acceleration(acceleration)
+        self.step_kind: Optional[str] = None  # the acceleration resolved for the plan (plan())
         self.seed_from_data = seed_from_data
         self._plan: Optional[Plan] = None
         self._run_sites = None
@@ -188,11 +190,15 @@ class CAVI:
         return CAVIState(kept_natural(plan, eta), mu, torch.tensor(-float("inf")), 0, torch.tensor(0.0))
 
     def update(self, state: CAVIState) -> tuple[CAVIState, CAVIInfo]:
-        """One step of the resolved ``acceleration``."""
+        """One step of the resolved ``acceleration``. Under SQUAREM, :meth:`run` takes plain
+        sweeps first (:func:`~ppl_vi.core.cavi_acceleration.scheduled`)."""
+        return self._update(state, self.step_kind)
+
+    def _update(self, state: CAVIState, step_kind: Optional[str]) -> tuple[CAVIState, CAVIInfo]:
         if self._plan is None:
             raise RuntimeError("call init(*args) before update(state)")
         with torch.no_grad():
-            eta, mu, value, factor = accelerated_step(self._plan, self.step_kind, state.natural, state.mean, _grad, state.relaxation)
+            eta, mu, value, factor = accelerated_step(self._plan, step_kind, state.natural, state.mean, _grad, state.relaxation)
         value = value.detach()
         return CAVIState(kept_natural(self._plan, eta), mu, value, state.step + 1, factor), CAVIInfo(value, relative_change(value, state.elbo))
 
@@ -206,8 +212,8 @@ class CAVI:
             state = self.init()
             history, reason = [], "max_steps"
             bar = tqdm(range(num_steps), disable=not progress_bar, desc=f"CAVI (start {restart + 1})")
-            for _ in bar:
-                state, info = self.update(state)
+            for taken in bar:
+                state, info = self._update(state, scheduled(self.step_kind, taken))
                 history.append(float(info.elbo))
                 if np.isnan(history[-1]):
                     reason = "nan"
