@@ -54,6 +54,7 @@ import numpy as np
 
 DEFAULT = "ppl_vi CAVI (NumPyro, defaults)"
 PLAIN = "ppl_vi CAVI (NumPyro, plain sweeps)"
+PYRO = "ppl_vi CAVI (Pyro, defaults)"
 
 
 def overlapping_data(zoo, seed: int, num_data: int, num_components: int, spread: float) -> dict:
@@ -233,7 +234,7 @@ def main() -> None:
     cavi_elbo = float(result.elbo[-1])
 
     if not args.skip_pyro:
-        note("ppl_vi CAVI (Pyro, defaults)")
+        note(PYRO)
         data_t = models.to_backend(raw, "pyro")
         torch.manual_seed(0)
         pcavi = PyroCAVI(zoo.pyro_model)
@@ -243,7 +244,7 @@ def main() -> None:
         start = time.perf_counter()
         for _ in range(5):
             pstate, _ = pcavi.update(pstate)
-        rows["ppl_vi CAVI (Pyro)"] = ((time.perf_counter() - start) / 5, presult.wall_time, presult.elbo[-1], presult.num_steps)
+        rows[PYRO] = ((time.perf_counter() - start) / 5, presult.wall_time, presult.elbo[-1], presult.num_steps)
 
     note("scikit-learn, defaults (max_iter=100, tol=1e-3), same start as CAVI")
     sk_default, t_default, warned = _sklearn_defaults(raw, start_resp)
@@ -299,7 +300,7 @@ def main() -> None:
     _print(args, rows, t_sk, reached_sk)
     converged = rows[DEFAULT][1]
     steps_to_gap = int(np.argmax(result.elbo >= result.elbo[-1] - args.svi_gap)) + 1
-    later = result.num_steps - max(steps_to_gap, PLAIN_SWEEPS_FIRST)  # SQUAREM steps after it
+    later = max(result.num_steps - max(steps_to_gap, PLAIN_SWEEPS_FIRST), 0)  # SQUAREM steps after it
     to_gap = converged - later * costs["step"] - (result.num_steps - steps_to_gap - later) * costs["sweep"]
     print(f"CAVI within {args.svi_gap:g} nats of its final ELBO after {steps_to_gap} of {result.num_steps} steps: "
           f"{to_gap:.1f} s of its {converged:.1f} s run")
@@ -347,8 +348,8 @@ def _print(args, rows: dict, t_sk: float, reached_sk: bool) -> None:
     verb = "converges" if reached_sk else f"had not converged after {args.sk_max_iter} iterations"
     print(f"time to convergence from the same start: scikit-learn {verb} in {t_sk:.1f} s; CAVI (plan + start + "
           f"compile + steps) {ours[1]:.1f} s: {t_sk / ours[1]:.1f}x; plain sweeps only {plain[1]:.1f} s: {t_sk / plain[1]:.1f}x")
-    if "ppl_vi CAVI (Pyro)" in rows:
-        print(f"per-step speed-up, NumPyro vs Pyro backend (SQUAREM steps): {rows['ppl_vi CAVI (Pyro)'][0] / ours[0]:.1f}x")
+    if PYRO in rows:
+        print(f"per-step speed-up, NumPyro vs Pyro backend (SQUAREM steps): {rows[PYRO][0] / ours[0]:.1f}x")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ the ratios are printed without them and with them (the first fit's and the later
 (``run(num_steps=1)`` compiles no SQUAREM part: ``run`` compiles them only when it may
 take more than its first 10 plain sweeps, in a worker thread while those run.)
 CAVI's program takes the corpus as distinct (document, word) pairs scaled by their
-counts (``extras["pair_counts"]`` of the zoo model; ``--tokens``: one site per token). A "sweep"
+counts (``extras["pair_counts"]`` of the zoo model; ``--tokens``: one site per token). A "step"
 is one step of ``CAVI.compiled_update``, as ``run`` takes it: with the default
 ``--acceleration auto``, 10 plain sweeps, then SQUAREM steps (:mod:`ppl_vi.core.cavi_squarem`;
 ``--acceleration none``: plain sweeps only). CAVI starts from
@@ -79,9 +79,9 @@ def sklearn_trace(make, train: np.ndarray, evaluate, num_iter: int) -> tuple[lis
     return steps, perplexities
 
 
-def cavi_trace(cavi, update, evaluate, max_sweeps: int, target: float) -> tuple[list, list]:
-    """Per-sweep times and held-out perplexities of ppl_vi CAVI (its plan reused, the start
-    of ``PRNGKey(0)``); stops ``3`` sweeps after reaching ``target``."""
+def cavi_trace(cavi, update, evaluate, max_steps: int, target: float) -> tuple[list, list]:
+    """Per-step times and held-out perplexities of ppl_vi CAVI (its plan reused, the start
+    of ``PRNGKey(0)``); stops ``3`` steps after reaching ``target``."""
     import jax
 
     from ppl_vi.core import expfam
@@ -89,15 +89,15 @@ def cavi_trace(cavi, update, evaluate, max_sweeps: int, target: float) -> tuple[
     state = jax.block_until_ready(cavi.init(jax.random.PRNGKey(0)))
     dirichlet = expfam.family("Dirichlet")
     steps, perplexities, after = [], [], None
-    for sweep in range(max_sweeps):
+    for step in range(max_steps):
         start = time.perf_counter()
         state, _ = update(state)
         jax.block_until_ready(state)
         steps.append(time.perf_counter() - start)
         perplexities.append(evaluate(np.asarray(dirichlet.params_from_natural(state.natural["topics"])["concentration"])))
         if after is None and perplexities[-1] <= target:
-            after = sweep
-        if after is not None and sweep >= after + 3:
+            after = step
+        if after is not None and step >= after + 3:
             break
     return steps, perplexities
 
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--doc-length", type=int, default=50)
     parser.add_argument("--held-out", type=float, default=0.1)
     parser.add_argument("--checkpoints", type=int, nargs="+", default=[10, 20], help="scikit-learn iteration counts compared")
-    parser.add_argument("--max-sweeps", type=int, default=300)
+    parser.add_argument("--max-steps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--acceleration", choices=("auto", "squarem", "overrelax", "none"), default="auto",
                         help="CAVI(model, acceleration=...): the library's default 'auto' (SQUAREM here), or another step")
@@ -166,7 +166,7 @@ def main() -> None:
     for _ in range(args.repeats):
         steps, sk_perp = sklearn_trace(make, train, evaluate, num_iter)
         sk_steps.append(steps)
-        steps, cavi_perp = cavi_trace(cavi, update, evaluate, args.max_sweeps, sk_perp[-1])
+        steps, cavi_perp = cavi_trace(cavi, update, evaluate, args.max_steps, sk_perp[-1])
         cavi_steps.append(steps)
     if args.compilation_cache:
         fresh_compilation_cache()
@@ -174,10 +174,10 @@ def main() -> None:
     warm_run = fixed_costs()  # a later fit in the same process: reads that cache
     sk_time = np.cumsum(np.min(sk_steps, axis=0)).tolist()
     length = min(len(s) for s in cavi_steps)
-    per_sweep = np.min([s[:length] for s in cavi_steps], axis=0)
-    cavi_time = np.cumsum(per_sweep).tolist()
+    per_step = np.min([s[:length] for s in cavi_steps], axis=0)
+    cavi_time = np.cumsum(per_step).tolist()
     cavi_perp = cavi_perp[:length]
-    cold_fixed, warm_fixed = cold_run - per_sweep[0], warm_run - per_sweep[0]  # run()'s first sweep counts with the sweeps
+    cold_fixed, warm_fixed = cold_run - per_step[0], warm_run - per_step[0]  # run()'s first sweep counts with the steps
 
     start = time.perf_counter()
     make(num_iter).fit(train)
@@ -185,23 +185,23 @@ def main() -> None:
     cache = "reading JAX's persistent compilation cache" if args.compilation_cache else "no persistent compilation cache"
     print(f"ppl_vi CAVI fixed costs (CAVI.run(num_steps=1) less one sweep: plan, start, compilation, posterior), "
           f"first fit in this process: {cold_fixed:.2f} s; a later fit ({cache}): {warm_fixed:.2f} s. "
-          f"{1e3 * cavi_time[-1] / length:.1f} ms/sweep; scikit-learn {1e3 * sk_time[-1] / num_iter:.0f} ms/iteration")
+          f"{1e3 * cavi_time[-1] / length:.1f} ms/step; scikit-learn {1e3 * sk_time[-1] / num_iter:.0f} ms/iteration")
     print("held-out perplexity (scikit-learn's) vs cumulative training time:")
     for i, (p, t) in enumerate(zip(sk_perp, sk_time), 1):
         print(f"  scikit-learn iter {i:3d}: {p:10.1f}  {t:7.3f} s")
     for i, (p, t) in enumerate(zip(cavi_perp, cavi_time), 1):
         if i <= 5 or i % 5 == 0 or i == length:
-            print(f"  CAVI sweep       {i:3d}: {p:10.1f}  {t:7.3f} s")
+            print(f"  CAVI step        {i:3d}: {p:10.1f}  {t:7.3f} s")
     for checkpoint in sorted(args.checkpoints):
         target, t_sk = sk_perp[checkpoint - 1], sk_time[checkpoint - 1]
         t_cavi = time_to(cavi_perp, cavi_time, target)
         if t_cavi is None:
-            print(f"scikit-learn {checkpoint} iterations: perplexity {target:.1f} in {t_sk:.2f} s; CAVI did not reach it in {length} sweeps")
+            print(f"scikit-learn {checkpoint} iterations: perplexity {target:.1f} in {t_sk:.2f} s; CAVI did not reach it in {length} steps")
             continue
-        sweeps = next(i for i, p in enumerate(cavi_perp, 1) if p <= target)
+        steps = next(i for i, p in enumerate(cavi_perp, 1) if p <= target)
         cold, warm = cold_fixed + t_cavi, warm_fixed + t_cavi
-        print(f"scikit-learn {checkpoint} iterations: perplexity {target:.1f} in {t_sk:.2f} s; CAVI reaches it after {sweeps} sweeps, "
-              f"{t_cavi:.2f} s of sweeps: {t_sk / t_cavi:.1f}x faster (target 5x); end to end (fixed costs counted) "
+        print(f"scikit-learn {checkpoint} iterations: perplexity {target:.1f} in {t_sk:.2f} s; CAVI reaches it after {steps} steps, "
+              f"{t_cavi:.2f} s of steps: {t_sk / t_cavi:.1f}x faster (target 5x); end to end (fixed costs counted) "
               f"{cold:.2f} s on the first fit ({t_sk / cold:.1f}x), {warm:.2f} s on a later fit ({t_sk / warm:.1f}x)")
 
 

@@ -192,7 +192,7 @@ def elbo_gap(args, words, raw) -> None:
         start = time.perf_counter()
         fit = CAVI(lda_docs).run(jax.random.PRNGKey(seed), **data)
         optima.append(float(fit.elbo[-1]))
-        print(f"CAVI seed {seed}: ELBO {optima[-1]:.1f} after {fit.num_steps} sweeps ({fit.stop_reason}), {time.perf_counter() - start:.1f} s")
+        print(f"CAVI seed {seed}: ELBO {optima[-1]:.1f} after {fit.num_steps} steps ({fit.stop_reason}), {time.perf_counter() - start:.1f} s")
     optimum = max(optima)
     for batch_size in (None, args.batch_size):
         for seed in range(args.repeats):

@@ -22,15 +22,14 @@ those sweeps run).
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any, Callable, Mapping, Optional
 
 from ppl_vi.core.cavi_objective import Plan
 from ppl_vi.core.cavi_overrelax import overrelaxed_sweep
-from ppl_vi.core.cavi_squarem import accept, extrapolate, plain_sweep, squarem_step
+from ppl_vi.core.cavi_squarem import squarem_parts, squarem_step
 from ppl_vi.core.cavi_sweep import sweep
 
-__all__ = ["ACCELERATIONS", "PLAIN_SWEEPS_FIRST", "check_acceleration", "resolve_acceleration", "scheduled", "squarem_parts", "accelerated_step"]
+__all__ = ["ACCELERATIONS", "PLAIN_SWEEPS_FIRST", "check_acceleration", "resolve_acceleration", "scheduled", "accelerated_step"]
 
 ACCELERATIONS = ("auto", "squarem", "overrelax", None)
 """The values the engines' ``acceleration`` argument takes."""
@@ -67,12 +66,6 @@ def scheduled(step_kind: Optional[str], steps_taken: int) -> Optional[str]:
     return None if step_kind == "squarem" and steps_taken < PLAIN_SWEEPS_FIRST else step_kind
 
 
-def squarem_parts(plan: Plan, grad: Grad) -> tuple[Callable, Callable, Callable]:
-    """:func:`~ppl_vi.core.cavi_squarem.squarem_step`'s parts bound to ``plan``: ``(sweep,
-    extrapolate, accept)``, pure functions a host may compile one by one."""
-    return partial(plain_sweep, plan, grad), partial(extrapolate, plan, grad), accept
-
-
 def accelerated_step(
     plan: Plan, acceleration: Optional[str], eta: Mapping[str, tuple], mu: Mapping[str, tuple], grad: Grad, relaxation: Any
 ) -> tuple[dict, dict, Any, Any]:
@@ -82,6 +75,8 @@ def accelerated_step(
     over-relaxation factor (``"overrelax"``) or SQUAREM's bound on the step length
     (``"squarem"``); plain sweeps pass it through.
     """
+    if acceleration == "auto":
+        raise ValueError("accelerated_step: resolve 'auto' for the plan first (resolve_acceleration)")
     if acceleration == "squarem":
         return squarem_step(eta, mu, relaxation, *squarem_parts(plan, grad))
     if acceleration == "overrelax":

@@ -121,7 +121,7 @@ class MethodResult:
     moments : dict or None
         Site -> ``(mean, sd)`` where the method knows them exactly.
     elbo_trace : array or None
-        ELBO per iteration (SVI steps, CAVI sweeps).
+        ELBO per iteration (SVI steps, CAVI steps: sweeps or SQUAREM steps).
     elbo : float
         Final ELBO: exact where the method has it, else a Monte Carlo estimate from the
         importance weights; NaN where undefined (NUTS).

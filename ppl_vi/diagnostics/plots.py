@@ -60,7 +60,7 @@ def elbo_traces(traces: Mapping[str, np.ndarray], log_evidence: Optional[float] 
         span = max(highs) - min(lows)
         ax.set_ylim(min(lows) - 0.05 * span, max(highs) + 0.05 * span + 1e-9)
     ax.set_xscale("log")
-    ax.set_xlabel("iteration (SVI step / CAVI sweep)")
+    ax.set_xlabel("iteration (SVI step / CAVI step)")
     ax.set_ylabel("ELBO")
     ax.set_title("ELBO traces")
     ax.legend(fontsize=8)

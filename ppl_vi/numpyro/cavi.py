@@ -35,18 +35,11 @@ import numpyro.distributions as dist
 from tqdm.auto import tqdm
 
 from ppl_vi.core import expfam
+from ppl_vi.core.cavi_acceleration import PLAIN_SWEEPS_FIRST, accelerated_step, check_acceleration, resolve_acceleration, scheduled
 from ppl_vi.core.cavi_objective import Plan
-from ppl_vi.core.cavi_acceleration import (
-    PLAIN_SWEEPS_FIRST,
-    accelerated_step,
-    check_acceleration,
-    resolve_acceleration,
-    scheduled,
-    squarem_parts,
-)
-from ppl_vi.core.cavi_squarem import squarem_step
 from ppl_vi.core.cavi_plan import build_plan
 from ppl_vi.core.cavi_result import inference_data, stop_reason
+from ppl_vi.core.cavi_squarem import squarem_parts, squarem_step
 from ppl_vi.core.cavi_start import initial_responsibilities, initial_state
 from ppl_vi.core.cavi_sweep import kept_natural, relative_change
 from ppl_vi.numpyro._compile import BackgroundCompilation, abstract_like, run_once_compiler_options
@@ -69,7 +62,7 @@ class CAVIState(NamedTuple):
 
 
 class CAVIInfo(NamedTuple):
-    """What one sweep reports: the ELBO after it and its relative change."""
+    """What one step reports: the ELBO after it and its relative change."""
 
     elbo: jax.Array
     relative_change: jax.Array
@@ -267,7 +260,7 @@ class CAVI:
         stacked = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((self.num_restarts, *a.shape), a.dtype), abstract)
         compiling = self._compile_step(stacked if batched else abstract, batched, num_steps > PLAIN_SWEEPS_FIRST)
         building = BackgroundCompilation(
-            self._posterior_fn(), abstract.natural, abstract.mean, after=compiling[-1], compiler_options=run_once_compiler_options()
+            self._posterior_fn(), abstract.natural, abstract.mean, after=compiling[0], compiler_options=run_once_compiler_options()
         )
         states = [self._init_from_plan(k) for k in keys]
         state = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states) if batched else states[0]
@@ -310,8 +303,8 @@ class CAVI:
         the first program: one sweep compiled, not three inlined in one step (on a 100k-point
         mixture ``run(num_steps=1)`` took 4.9 s with the three inlined, 2.7 s with plain sweeps)."""
         vectorized = jax.vmap if batched else (lambda fn: fn)
-        first = scheduled(self.step_kind, 0)
-        programs = (BackgroundCompilation(vectorized(lambda state: self._update(state, first)), abstract),)
+        first_kind = scheduled(self.step_kind, 0)
+        programs = (BackgroundCompilation(vectorized(lambda state: self._update(state, first_kind)), abstract),)
         if self.step_kind != "squarem" or not extrapolating:
             return programs
         _, extrapolate_fn, accept_fn = squarem_parts(self._plan, _grad)
@@ -329,7 +322,12 @@ class CAVI:
 
     def compiled_update(self, state: CAVIState) -> Callable[[CAVIState], tuple[CAVIState, CAVIInfo]]:
         """The step :meth:`run` takes, compiled as it compiles it, for states shaped like
-        ``state`` (one restart, as :meth:`init` returns it): for a loop of one's own."""
+        ``state`` (one restart, as :meth:`init` returns it): for a loop of one's own.
+
+        Under SQUAREM the returned callable reads the state's step count to follow
+        :func:`~ppl_vi.core.cavi_acceleration.scheduled` (a wait for the step's result, as
+        :meth:`run`'s convergence check makes anyway) and calls three compiled programs a step.
+        """
         if self._plan is None:
             raise RuntimeError("call init(rng_key, *args) before compiled_update(state)")
         return self._compiled_step(self._compile_step(abstract_like(state), False, True), state)
@@ -337,18 +335,18 @@ class CAVI:
     def _compiled_step(self, programs: tuple, state: CAVIState) -> Callable[[CAVIState], tuple[CAVIState, CAVIInfo]]:
         """``state -> (state, info)`` from :meth:`_compile_step`'s programs, on the schedule of
         :func:`~ppl_vi.core.cavi_acceleration.scheduled` (read from the state's step count)."""
-        first = programs[0].program(state)
+        plain = programs[0].program(state)
         if len(programs) == 1:
-            return first
+            return plain
         parts = []  # SQUAREM's compiled parts, waited for at its first step
 
-        def sweep(eta: dict, mu: dict, like: CAVIState) -> tuple:
-            swept, _ = first(like._replace(natural=eta, mean=mu))
+        def plain_sweep(eta: dict, mu: dict, like: CAVIState) -> tuple:
+            swept, _ = plain(like._replace(natural=eta, mean=mu))
             return swept.natural, swept.mean, swept.elbo
 
         def step(state: CAVIState) -> tuple[CAVIState, CAVIInfo]:
             if scheduled(self.step_kind, int(np.max(np.asarray(state.step)))) != "squarem":
-                return first(state)
+                return plain(state)
             if not parts:
                 swept = (state.natural, state.mean, state.elbo)
                 parts.append(programs[1].program(state.natural, state.natural, state.natural, state.mean, state.relaxation))
@@ -356,7 +354,7 @@ class CAVI:
             extrapolate, finish = parts
             return squarem_step(
                 state.natural, state.mean, state.relaxation,
-                lambda eta, mu: sweep(eta, mu, state), extrapolate,
+                lambda eta, mu: plain_sweep(eta, mu, state), extrapolate,
                 lambda stabilised, plain, length, _: finish(state, stabilised, plain, length),
             )
 

@@ -34,10 +34,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ppl_vi.core import expfam
+from ppl_vi.core.cavi_acceleration import accelerated_step, check_acceleration, resolve_acceleration, scheduled
 from ppl_vi.core.cavi_objective import Plan
 from ppl_vi.core.cavi_plan import build_plan
 from ppl_vi.core.cavi_result import inference_data, stop_reason
-from ppl_vi.core.cavi_acceleration import accelerated_step, check_acceleration, resolve_acceleration, scheduled
 from ppl_vi.core.cavi_start import initial_responsibilities, initial_state
 from ppl_vi.core.cavi_sweep import kept_natural, relative_change
 from ppl_vi.pyro._trace import run_sites, to_numpy, to_torch
@@ -58,7 +58,7 @@ class CAVIState(NamedTuple):
 
 
 class CAVIInfo(NamedTuple):
-    """What one sweep reports: the ELBO after it and its relative change."""
+    """What one step reports: the ELBO after it and its relative change."""
 
     elbo: torch.Tensor
     relative_change: torch.Tensor
@@ -191,7 +191,8 @@ class CAVI:
 
     def update(self, state: CAVIState) -> tuple[CAVIState, CAVIInfo]:
         """One step of the resolved ``acceleration``. Under SQUAREM, :meth:`run` takes plain
-        sweeps first (:func:`~ppl_vi.core.cavi_acceleration.scheduled`)."""
+        sweeps first (:func:`~ppl_vi.core.cavi_acceleration.scheduled`); a loop of ``update``
+        calls takes SQUAREM steps from the first."""
         return self._update(state, self.step_kind)
 
     def _update(self, state: CAVIState, step_kind: Optional[str]) -> tuple[CAVIState, CAVIInfo]:

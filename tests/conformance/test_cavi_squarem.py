@@ -36,7 +36,7 @@ def test_step_is_never_worse_than_two_plain_sweeps_and_extrapolates(mixture):
     zoo, _, data = mixture
     cavi = CAVI(zoo.numpyro_model, acceleration=None)
     state = cavi.init(jax.random.PRNGKey(0), **data)
-    plan = cavi.plan(**data)
+    plan = cavi._plan
     step = jax.jit(lambda eta, mu, bound: squarem_step(eta, mu, bound, *squarem_parts(plan, _grad)))
     two_plain = jax.jit(lambda eta, mu: sweep(plan, *sweep(plan, eta, mu, _grad)[:2], _grad)[2])
     eta, mu, bound, bounds = state.natural, state.mean, jnp.zeros(()), []
@@ -84,6 +84,14 @@ def test_extrapolation_backs_off_into_the_natural_domain():
     point, _, length = extrapolate(eta_0, eta_1, eta_2, state.mean, jnp.asarray(1e3))
     np.testing.assert_allclose(float(length), 2.125)
     assert bool(in_domain("Gamma", point[gamma]))
+    # a secant outside the domain at every length tried but 1: the plain point eta_2, exactly
+    eta_1 = {**eta_0, gamma: (eta_0[gamma][0], eta_0[gamma][1] + 0.5 * rate)}
+    eta_2 = {**eta_0, gamma: (eta_0[gamma][0], eta_0[gamma][1] + 0.95 * rate)}
+    point, _, length = extrapolate(eta_0, eta_1, eta_2, state.mean, jnp.asarray(1e3))
+    assert float(length) == 1.0
+    for new, old in zip(point[gamma], eta_2[gamma]):
+        np.testing.assert_array_equal(new, old)
+    assert bool(in_domain("Gamma", point[gamma]))
 
 
 def test_same_step_in_both_backends(mixture):
@@ -94,7 +102,10 @@ def test_same_step_in_both_backends(mixture):
         state, _ = cavi.update(state)
     pyro_cavi = PyroCAVI(zoo.pyro_model, acceleration="squarem")
     pyro_state = pyro_cavi.init(**models.to_backend(raw, "pyro"))
-    to_torch = lambda tree: {n: tuple(torch.as_tensor(np.array(p)) for p in v) for n, v in tree.items()}
+
+    def to_torch(tree):
+        return {n: tuple(torch.as_tensor(np.array(p)) for p in v) for n, v in tree.items()}
+
     pyro_state = pyro_state._replace(natural=to_torch(state.natural), mean=to_torch(state.mean),
                                      elbo=torch.as_tensor(float(state.elbo)), relaxation=torch.as_tensor(float(state.relaxation)))
     for _ in range(3):
@@ -137,18 +148,59 @@ def test_unknown_acceleration_is_refused_naming_the_choices():
         PyroCAVI(lambda: None, acceleration="fast")
 
 
-def test_run_takes_plain_sweeps_first_then_the_steps_compiled_update_takes(mixture):
+@pytest.mark.parametrize("num_restarts", [1, 2])
+def test_run_takes_plain_sweeps_first_then_squarem_steps(mixture, num_restarts):
     zoo, _, data = mixture
     key = jax.random.PRNGKey(3)
     num_steps = PLAIN_SWEEPS_FIRST + 5
-    fit = CAVI(zoo.numpyro_model).run(key, **data, num_steps=num_steps, tol=0.0)
-    plain = CAVI(zoo.numpyro_model, acceleration=None).run(key, **data, num_steps=num_steps, tol=0.0)
-    np.testing.assert_allclose(fit.elbo[:PLAIN_SWEEPS_FIRST], plain.elbo[:PLAIN_SWEEPS_FIRST], rtol=1e-12)
-    assert np.all(fit.elbo[PLAIN_SWEEPS_FIRST:] > plain.elbo[PLAIN_SWEEPS_FIRST:])  # three sweeps' gain and more per step
+    fit = CAVI(zoo.numpyro_model, num_restarts=num_restarts).run(key, **data, num_steps=num_steps, tol=0.0)
+    # the same start stepped by hand: plain sweeps, then SQUAREM steps, each one program
     cavi = CAVI(zoo.numpyro_model)
-    state = cavi.init(_restart_keys(key, 1)[0], **data)
+    plain, squarem = CAVI(zoo.numpyro_model, acceleration=None), CAVI(zoo.numpyro_model, acceleration="squarem")
+    starts = [cavi.init(k, **data) for k in _restart_keys(key, num_restarts)]
+    plain.plan(**data), squarem.plan(**data)
+    plain_step, squarem_step_fn = jax.jit(plain.update), jax.jit(squarem.update)
+    by_hand = []
+    for state in starts:
+        values = []
+        for taken in range(num_steps):
+            state, info = (plain_step if taken < PLAIN_SWEEPS_FIRST else squarem_step_fn)(state)
+            values.append(float(info.elbo))
+        by_hand.append(values)
+    best = int(np.argmax([v[-1] for v in by_hand]))
+    np.testing.assert_allclose(fit.elbo, by_hand[best], rtol=1e-12)
+    np.testing.assert_allclose(fit.restart_elbos, [v[-1] for v in by_hand], rtol=1e-12)
+    # and compiled_update, a loop of one's own, takes the same steps
+    state = starts[0]
     step, values = cavi.compiled_update(state), []
     for _ in range(num_steps):
         state, info = step(state)
         values.append(float(info.elbo))
-    np.testing.assert_allclose(values, fit.elbo, rtol=1e-12)
+    np.testing.assert_allclose(values, by_hand[0], rtol=1e-12)
+
+
+def test_a_short_run_takes_plain_sweeps_only(mixture):
+    zoo, _, data = mixture
+    key = jax.random.PRNGKey(3)
+    fits = [CAVI(zoo.numpyro_model, acceleration=a).run(key, **data, num_steps=PLAIN_SWEEPS_FIRST, tol=0.0) for a in ("auto", None)]
+    np.testing.assert_allclose(fits[0].elbo, fits[1].elbo, rtol=1e-12)
+    assert float(fits[0].state.relaxation) == 0.0  # no SQUAREM step taken
+
+
+def test_pyro_run_follows_the_same_schedule(mixture):
+    zoo, raw, _ = mixture
+    data = models.to_backend(raw, "pyro")
+    num_steps = PLAIN_SWEEPS_FIRST + 3
+    torch.manual_seed(0)
+    fit = PyroCAVI(zoo.pyro_model).run(**data, num_steps=num_steps, tol=0.0)
+    torch.manual_seed(0)
+    cavi = PyroCAVI(zoo.pyro_model)
+    state = cavi.init(**data)
+    plain = PyroCAVI(zoo.pyro_model, acceleration=None)
+    plain.plan(**data)
+    values = []
+    for taken in range(num_steps):
+        state, info = (plain if taken < PLAIN_SWEEPS_FIRST else cavi).update(state)
+        values.append(float(info.elbo))
+    np.testing.assert_allclose(fit.elbo, values, rtol=1e-12)
+    assert float(fit.state.relaxation) >= 4.0  # SQUAREM steps were taken, and kept

@@ -17,6 +17,7 @@ from numpyro import handlers
 from numpyro.infer import Predictive
 
 import models
+from ppl_vi.core.cavi_acceleration import scheduled
 from ppl_vi.numpyro import CAVI
 from ppl_vi.numpyro._compile import BackgroundCompilation, abstract_like, supported_compiler_options
 from ppl_vi.numpyro.cavi import _restart_keys
@@ -104,20 +105,27 @@ def test_plan_updates_sites_in_program_order():
 
 
 @pytest.mark.parametrize("name", [n for n in models.names() if models.get(n).conjugate])
-def test_run_compiles_the_sweep_for_the_starting_state_shapes(name):
-    """``run`` compiles its sweep from the plan's shapes while the start is built: those
-    shapes and dtypes must be the start's (else it falls back to compiling after it)."""
+def test_run_compiles_its_programs_for_the_starting_state_shapes(name):
+    """``run`` compiles its step's programs from the plan's shapes while the start is built:
+    those shapes and dtypes must be the start's and the sweeps' (else each falls back to
+    compiling when first called)."""
     zoo = models.get(name)
     cavi = CAVI(zoo.numpyro_model)
     state = cavi.init(jax.random.PRNGKey(0), **zoo.data("numpyro", seed=0))
     assert jax.tree_util.tree_structure(cavi._abstract_state()) == jax.tree_util.tree_structure(state)
     assert abstract_like(cavi._abstract_state()) == abstract_like(state)
-    compiling = BackgroundCompilation(cavi.update, cavi._abstract_state())
-    step = compiling.program(state)
-    assert step is not compiling._jitted  # the ahead-of-time program is used
+    programs = cavi._compile_step(cavi._abstract_state(), False, True)
+    step = programs[0].program(state)
+    assert step is not programs[0]._jitted  # the ahead-of-time program is used
     new_state, info = step(state)
     step(new_state)  # a sweep's output state has the input's shapes and dtypes again
-    np.testing.assert_allclose(float(info.elbo), float(jax.jit(cavi.update)(state)[1].elbo), rtol=1e-12)
+    first_kind = scheduled(cavi.step_kind, 0)
+    np.testing.assert_allclose(float(info.elbo), float(jax.jit(lambda s: cavi._update(s, first_kind))(state)[1].elbo), rtol=1e-12)
+    assert len(programs) == (3 if cavi.step_kind == "squarem" else 1)
+    if cavi.step_kind == "squarem":  # its extrapolation and acceptance, ahead of time too
+        swept = (new_state.natural, new_state.mean, new_state.elbo)
+        assert programs[1].program(state.natural, state.natural, state.natural, state.mean, state.relaxation) is not programs[1]._jitted
+        assert programs[2].program(state, swept, swept, state.relaxation) is not programs[2]._jitted
 
 
 def test_background_compilation_falls_back_and_reports_errors():
