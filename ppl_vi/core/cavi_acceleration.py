@@ -18,6 +18,14 @@ SQUAREM step (:func:`scheduled`): the first sweeps from a start gain the most, a
 that needs no more (LDA reaches scikit-learn's 20-iteration perplexity in 7) pays for
 no extrapolation, nor, on NumPyro, for compiling it (SQUAREM's other parts compile while
 those sweeps run).
+
+Measured (NumPyro, ``tol=1e-8``, 2 shared cores, 2026-12-06): on the 100k-point GMM
+benchmark (``benchmarks/cavi_gmm.py --seed s``, s = 0, 1, 2) the defaults converged in 93,
+182 and 138 steps against 480, 1,769 and 1,524 plain sweeps, to ELBOs 5.8, 22.3 and 17.6
+nats higher (commit f8f09c9); on the LDA benchmark's corpus (1,800 documents of 50 tokens, 20 topics) in 156
+steps and 13.9 s against 906 sweeps and 19.1 s, 25 nats higher. Early on a step costs about
+four sweeps and may gain less: on documents of 400 tokens, scikit-learn's 20-iteration
+perplexity took 10 sweeps and 4 steps (3.8 s) against 22 plain sweeps (2.9 s).
 """
 
 from __future__ import annotations

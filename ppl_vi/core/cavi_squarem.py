@@ -29,8 +29,7 @@ costs three sweeps and an update of the discrete sites.
 The step is written as three pure parts — :func:`plain_sweep`, :func:`extrapolate`,
 :func:`accept` — that :func:`squarem_step` composes, so that a host can compile the
 sweep once and call it three times (one sweep's compilation instead of three inlined).
-Measured on the 100k-point GMM and on LDA: see ``benchmarks/cavi_gmm.py`` and
-``benchmarks/cavi_lda.py``.
+Measured on the 100k-point GMM and on LDA: see :mod:`ppl_vi.core.cavi_acceleration`.
 """
 
 from __future__ import annotations
