@@ -158,12 +158,8 @@ class CAVI:
     num_restarts : int
         Independent starts run in parallel (``jax.vmap``); the best final ELBO is kept.
     acceleration : {"auto", "squarem", "overrelax", None}
-        How far a step goes, the ELBO monotone either way
-        (:mod:`ppl_vi.core.cavi_acceleration`): ``"squarem"`` extrapolates two sweeps
-        (:mod:`ppl_vi.core.cavi_squarem`), ``"overrelax"`` over-relaxes one
-        (:mod:`ppl_vi.core.cavi_overrelax`), ``None`` takes plain sweeps; ``"auto"``
-        (default) takes SQUAREM for plans with discrete and continuous latent sites
-        (mixtures, topic models) and plain sweeps otherwise.
+        How far a step goes, the ELBO monotone either way (:mod:`ppl_vi.core.cavi_acceleration`):
+        ``"auto"`` takes SQUAREM steps for mixtures and topic models, plain sweeps otherwise.
     seed_from_data : bool
         Start a discrete site that selects the Dirichlet row of a Categorical observation
         (LDA's topics) from the counts of random groups of observations; ``False``:
