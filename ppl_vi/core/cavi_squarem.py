@@ -72,7 +72,8 @@ def _norm(xp: Any, parts: Mapping[str, tuple]) -> Any:
 
 
 def plain_sweep(plan: Plan, grad: Grad, eta: Mapping[str, tuple], mu: Mapping[str, tuple]) -> State:
-    """A plain sweep, ``(eta, mu, elbo)`` with ``eta`` as :func:`kept_natural` keeps it."""
+    """A plain sweep (:func:`~ppl_vi.core.cavi_sweep.sweep`): ``(eta, mu, elbo)``, with
+    ``eta`` as :func:`kept_natural` keeps it (no discrete site's)."""
     new_eta, new_mu, value = sweep(plan, eta, mu, grad)
     return kept_natural(plan, new_eta), new_mu, value
 
@@ -81,9 +82,26 @@ def extrapolate(
     plan: Plan, grad: Grad, eta_0: Mapping[str, tuple], eta_1: Mapping[str, tuple], eta_2: Mapping[str, tuple],
     mu_2: Mapping[str, tuple], step_max: Any,
 ) -> tuple[dict, dict, Any]:
-    """Steps 2 and 3's start: the extrapolated point with its discrete sites at their
-    optimum, ``(eta', mu', a)``. ``eta_0, eta_1, eta_2``: the continuous sites' natural
-    parameters before and after the two sweeps; ``mu_2``: every site's mean parameters after them."""
+    """Steps 2 and 3's start: the extrapolated point with its discrete sites at their optimum.
+
+    Parameters
+    ----------
+    eta_0, eta_1, eta_2 : dict
+        Site name -> natural parameters before and after the two sweeps (continuous sites
+        at least; each array of its site's natural-parameter shape).
+    mu_2 : dict
+        Every site's mean parameters after the two sweeps.
+    step_max : scalar array
+        The bound ``a_max`` (values below 1 read as 1).
+
+    Returns
+    -------
+    eta, mu : dict
+        The extrapolated point (``eta`` as :func:`kept_natural` keeps it), its discrete
+        sites updated.
+    length : scalar array
+        The step length ``a`` taken (1: the plain point ``eta_2``).
+    """
     continuous = _continuous(plan)
     xp = namespace(step_max)
     one = xp.ones_like(step_max)
@@ -117,8 +135,24 @@ def extrapolate(
 
 
 def accept(stabilised: State, plain: State, length: Any, step_max: Any) -> tuple[dict, dict, Any, Any]:
-    """Step 3's choice and step 4: ``(eta, mu, elbo, step_max)``. ``stabilised``: the sweep
-    from the extrapolated point; ``plain``: the second plain sweep; ``length``: the step's ``a``."""
+    """Step 3's choice and step 4.
+
+    Parameters
+    ----------
+    stabilised, plain : tuple
+        ``(eta, mu, elbo)`` of the sweep from the extrapolated point and of the second
+        plain sweep.
+    length : scalar array
+        The step length ``a`` taken.
+    step_max : scalar array
+        The bound ``a_max`` the step was taken under.
+
+    Returns
+    -------
+    eta, mu, elbo : the state kept.
+    step_max : scalar array
+        The next step's bound.
+    """
     value_3, value_2 = stabilised[2], plain[2]
     xp = namespace(value_3)
     keep = xp.isfinite(value_3) & (value_3 >= value_2)
