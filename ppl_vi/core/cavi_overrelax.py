@@ -21,60 +21,26 @@ for ``PRNGKey(0)``, ``(1)``, ``(2)`` it converged (relative change 1e-8) in 342,
 285 steps against 480, 1769 and 1524 plain sweeps (from ``(2)`` to an optimum 3.5 nats
 lower); from an earlier start, within 1e-6 of the plain sweeps' ELBO in 954 steps
 instead of 3002. On LDA (start seeds of commit af40c80) it saved one sweep in eight, which does not pay for the trial —
-hence opt-in (``CAVI(..., acceleration="overrelax")``); SQUAREM (:mod:`ppl_vi.core.cavi_squarem`,
-the default for such models) took fewer sweeps' worth of work on that GMM.
+hence opt-in (``CAVI(..., acceleration="overrelax")``). The default for such models is
+SQUAREM (:mod:`ppl_vi.core.cavi_squarem`; its figures in :mod:`ppl_vi.core.cavi_acceleration`).
 A fixed point is a fixed point of CAVI.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-from ppl_vi.core import expfam
 from ppl_vi.core._xp import namespace
+from ppl_vi.core.cavi_extrapolation import continuous_sites, in_domain, move_continuous, select
 from ppl_vi.core.cavi_objective import Plan
-from ppl_vi.core.cavi_sweep import select, sweep
-from ppl_vi.core.expfam._linalg import symmetrize
+from ppl_vi.core.cavi_sweep import Grad, sweep
 
-__all__ = ["GROWTH", "in_domain", "overrelaxed_sweep"]
+__all__ = ["GROWTH", "overrelaxed_sweep"]
 
 GROWTH = 1.5
 """Factor by which the extrapolation grows after each accepted step. On the GMM
 benchmark, from the earlier start above, 1.3 and 1.5 took about as many steps (969,
 954); 2.0 once ended 5 nats lower."""
-
-Grad = Callable[[Callable[[Any], Any], Any], Any]
-
-
-def _positive_definite(a: Any) -> Any:
-    xp = namespace(a)
-    return xp.all(xp.linalg.eigvalsh(symmetrize(a)) > 0.0)
-
-
-def in_domain(q_family: str, eta: tuple) -> Any:
-    """Whether ``eta`` is a valid natural parameter of ``q_family`` (a boolean array).
-
-    Normal: ``eta_2 < 0``; MultivariateNormal: ``-eta_2`` positive definite; Gamma:
-    shape ``eta_1 + 1 > 0`` and rate ``-eta_2 > 0``; Beta and Dirichlet: concentrations
-    ``eta + 1 > 0``; Wishart: ``-eta_1`` positive definite and ``df > D - 1``
-    (``eta_2 > -1``).
-    """
-    xp = namespace(eta[0])
-    if q_family == "Normal":
-        return xp.all(eta[1] < 0.0)
-    if q_family == "MultivariateNormal":
-        return _positive_definite(-eta[1])
-    if q_family == "Gamma":
-        return xp.all(eta[0] > -1.0) & xp.all(eta[1] < 0.0)
-    if q_family in ("Beta", "Dirichlet"):
-        return xp.all(xp.stack([xp.all(e > -1.0) for e in eta]))
-    if q_family == "Wishart":
-        return _positive_definite(-eta[0]) & xp.all(eta[1] > -1.0)
-    raise ValueError(
-        f"CAVI acceleration: no natural-domain check for the variational family {q_family!r} "
-        "(supported: Normal, MultivariateNormal, Gamma, Beta, Dirichlet, Wishart); use acceleration=None"
-    )
-
 
 def overrelaxed_sweep(
     plan: Plan, eta: Mapping[str, tuple], mu: Mapping[str, tuple], grad: Grad, factor: Any, growth: float = GROWTH
@@ -99,24 +65,20 @@ def overrelaxed_sweep(
         ``factor * growth`` if the trial was kept, else 1.
     """
     new_eta, new_mu, value = sweep(plan, eta, mu, grad)
-    continuous = [n for n in plan.order if not plan.latents[n].discrete]
+    continuous = continuous_sites(plan)
     xp = namespace(value)
     if not continuous:
         return new_eta, new_mu, value, xp.ones_like(value)
     trial = factor * growth
-    tried_eta, tried_mu = dict(new_eta), dict(new_mu)
-    valid = factor > 0.0
+    point, valid = {}, factor > 0.0
     for name in continuous:
-        q_family = plan.latents[name].q_family
         extrapolated = tuple(a + trial * (b - a) for a, b in zip(eta[name], new_eta[name]))
-        inside = in_domain(q_family, extrapolated)
+        inside = in_domain(plan.latents[name].q_family, extrapolated)
         valid = valid & inside
         # outside the domain the plain sweep's value stands in (the trial is rejected
         # below anyway), so that no mean map sees an invalid parameter
-        tried_eta[name] = tuple(xp.where(inside, a, b) for a, b in zip(extrapolated, new_eta[name]))
-        tried_mu[name] = tuple(expfam.family(q_family).mean_from_natural(tried_eta[name]))
-    discrete = tuple(n for n in plan.order if plan.latents[n].discrete)
-    tried_eta, tried_mu, tried_value = sweep(plan, tried_eta, tried_mu, grad, names=discrete)
+        point[name] = tuple(xp.where(inside, a, b) for a, b in zip(extrapolated, new_eta[name]))
+    tried_eta, tried_mu, tried_value = move_continuous(plan, grad, new_eta, new_mu, point)
     keep = valid & xp.isfinite(tried_value) & (tried_value > value)
     return (
         select(keep, tried_eta, new_eta),

@@ -37,19 +37,19 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, Callable, Mapping
 
-from ppl_vi.core import expfam
 from ppl_vi.core._xp import namespace
+from ppl_vi.core.cavi_extrapolation import continuous_sites, in_domain, move_continuous, select
 from ppl_vi.core.cavi_objective import Plan
-from ppl_vi.core.cavi_overrelax import in_domain
-from ppl_vi.core.cavi_sweep import kept_natural, select, sweep
+from ppl_vi.core.cavi_sweep import Grad, kept_natural, sweep
 
 __all__ = ["BACKTRACKS", "STEP_GROWTH", "STEP_BOUND_CAP", "plain_sweep", "extrapolate", "accept", "squarem_step", "squarem_parts"]
 
 STEP_GROWTH = 4.0
 """Factor by which the bound on the step length grows when a step at the bound is kept
 and shrinks when one is rejected (the ``SQUAREM`` package's ``mstep``). On the GMM
-benchmark (seed 1) an unbounded step was rejected in 64% of steps, and converged in 319
-steps instead of 210."""
+benchmark (seed 1; SQUAREM from the first step, as one program, before the plain sweeps
+first of :func:`~ppl_vi.core.cavi_acceleration.scheduled`) an unbounded step was rejected
+in 64% of steps, and converged in 319 steps instead of 210."""
 
 STEP_BOUND_CAP = 4.0**10
 """Largest bound on the step length (at an exact fixed point every step is kept at the
@@ -59,12 +59,12 @@ BACKTRACKS = 6
 """Halvings of ``a - 1`` tried when the extrapolated point leaves a natural domain (after
 six, ``a - 1`` is 1/64 of its first value; then ``a = 1``, the plain point)."""
 
-Grad = Callable[[Callable[[Any], Any], Any], Any]
 State = tuple  # (eta, mu, elbo): eta as kept_natural keeps it
 
 
-def _continuous(plan: Plan) -> list:
-    return [n for n in plan.order if not plan.latents[n].discrete]
+def _bound(step_max: Any) -> Any:
+    """The bound ``a_max`` a state's ``relaxation`` stands for (0 at the start: 1)."""
+    return namespace(step_max).where(step_max > 1.0, step_max, namespace(step_max).ones_like(step_max))
 
 
 def _norm(xp: Any, parts: Mapping[str, tuple]) -> Any:
@@ -102,13 +102,13 @@ def extrapolate(
     length : scalar array
         The step length ``a`` taken (1: the plain point ``eta_2``).
     """
-    continuous = _continuous(plan)
+    continuous = continuous_sites(plan)
     xp = namespace(step_max)
     one = xp.ones_like(step_max)
     r = {n: tuple(b - a for a, b in zip(eta_0[n], eta_1[n])) for n in continuous}
     v = {n: tuple(c - 2.0 * b + a for a, b, c in zip(eta_0[n], eta_1[n], eta_2[n])) for n in continuous}
     r_norm, v_norm = _norm(xp, r), _norm(xp, v)
-    bound = xp.where(step_max > 1.0, step_max, one)
+    bound = _bound(step_max)
     ratio = r_norm / xp.where(v_norm > 0.0, v_norm, one)
     length = xp.where((v_norm > 0.0) & (ratio < bound), ratio, bound)
     length = xp.where(length > 1.0, length, one)
@@ -125,12 +125,7 @@ def extrapolate(
         chosen = xp.where(~found & inside, trial, chosen)
         found = found | inside
         trial = (trial + 1.0) / 2.0
-    eta, mu = dict(eta_2), dict(mu_2)
-    for name, value in point(chosen).items():
-        eta[name] = value
-        mu[name] = tuple(expfam.family(plan.latents[name].q_family).mean_from_natural(value))
-    discrete = tuple(n for n in plan.order if plan.latents[n].discrete)
-    eta, mu, _ = sweep(plan, eta, mu, grad, names=discrete)
+    eta, mu, _ = move_continuous(plan, grad, eta_2, mu_2, point(chosen))
     return kept_natural(plan, eta), mu, chosen
 
 
@@ -156,14 +151,14 @@ def accept(stabilised: State, plain: State, length: Any, step_max: Any) -> tuple
     value_3, value_2 = stabilised[2], plain[2]
     xp = namespace(value_3)
     keep = xp.isfinite(value_3) & (value_3 >= value_2)
-    bound = xp.where(step_max > 1.0, step_max, xp.ones_like(step_max))
+    bound = _bound(step_max)
     at_bound = length >= bound
     bound = xp.where(at_bound, xp.where(keep, xp.where(bound < STEP_BOUND_CAP, STEP_GROWTH * bound, bound), bound / STEP_GROWTH), bound)
     return (
         select(keep, stabilised[0], plain[0]),
         select(keep, stabilised[1], plain[1]),
         xp.where(keep, value_3, value_2),
-        xp.where(bound > 1.0, bound, xp.ones_like(bound)),
+        _bound(bound),
     )
 
 

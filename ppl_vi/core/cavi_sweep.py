@@ -16,7 +16,7 @@ from ppl_vi.core import expfam
 from ppl_vi.core._xp import namespace
 from ppl_vi.core.cavi_objective import Plan, categorical_log_normalizer, elbo, entropy, expected_log_joint, natural_update
 
-__all__ = ["sweep", "relative_change", "kept_natural", "full_natural", "select"]
+__all__ = ["sweep", "relative_change", "kept_natural", "full_natural", "Grad"]
 
 Grad = Callable[[Callable[[Any], Any], Any], Any]
 
@@ -103,8 +103,3 @@ def relative_change(new: Any, old: Any) -> Any:
     xp = namespace(new)
     return xp.abs(new - old) / xp.maximum(xp.abs(new), xp.asarray(1e-300, dtype=new.dtype))
 
-
-def select(keep: Any, a: Mapping[str, tuple], b: Mapping[str, tuple]) -> dict:
-    """Per site and parameter, ``a``'s value where ``keep`` (a boolean scalar array) holds,
-    else ``b``'s (no branch, so it runs under ``jit`` and ``vmap``)."""
-    return {n: tuple(namespace(x).where(keep, x, y) for x, y in zip(a[n], b[n])) for n in a}

@@ -222,8 +222,11 @@ class CAVI:
     def _update(self, state: CAVIState, step_kind: Optional[str]) -> tuple[CAVIState, CAVIInfo]:
         if self._plan is None:
             raise RuntimeError("call init(rng_key, *args) before update(state)")
-        eta, mu, value, factor = accelerated_step(self._plan, step_kind, state.natural, state.mean, _grad, state.relaxation)
-        return CAVIState(kept_natural(self._plan, eta), mu, value, state.step + 1, factor), CAVIInfo(value, relative_change(value, state.elbo))
+        return self._next(state, *accelerated_step(self._plan, step_kind, state.natural, state.mean, _grad, state.relaxation))
+
+    def _next(self, state: CAVIState, eta: dict, mu: dict, value: jax.Array, relaxation: jax.Array) -> tuple[CAVIState, CAVIInfo]:
+        """The state after ``state``'s step to ``(eta, mu)`` with ELBO ``value``, and what it reports."""
+        return CAVIState(kept_natural(self._plan, eta), mu, value, state.step + 1, relaxation), CAVIInfo(value, relative_change(value, state.elbo))
 
     # -- driver -----------------------------------------------------------------
     def run(
@@ -307,8 +310,7 @@ class CAVI:
         natural, mean, scalar = abstract.natural, abstract.mean, abstract.elbo
 
         def finish(state: CAVIState, stabilised: tuple, plain: tuple, length: jax.Array) -> tuple[CAVIState, CAVIInfo]:
-            eta, mu, value, bound = accept_fn(stabilised, plain, length, state.relaxation)
-            return CAVIState(eta, mu, value, state.step + 1, bound), CAVIInfo(value, relative_change(value, state.elbo))
+            return self._next(state, *accept_fn(stabilised, plain, length, state.relaxation))
 
         swept = (natural, mean, scalar)
         return programs + (

@@ -10,7 +10,8 @@ import pytest
 
 import models
 from benchmarks.cavi_gmm import overlapping_data
-from ppl_vi.core.cavi_overrelax import in_domain, overrelaxed_sweep
+from ppl_vi.core.cavi_extrapolation import in_domain
+from ppl_vi.core.cavi_overrelax import overrelaxed_sweep
 from ppl_vi.core.cavi_sweep import sweep
 from ppl_vi.numpyro import CAVI
 
@@ -67,3 +68,8 @@ def test_same_fixed_point_in_fewer_steps(mixture):
     np.testing.assert_allclose(fits[True].elbo[-1], fits[False].elbo[-1], rtol=1e-9)
     np.testing.assert_allclose(fits[True].posterior["locs"].loc, fits[False].posterior["locs"].loc, atol=1e-3)  # slow, flat convergence: 1e-4 apart at tol 1e-12
     assert fits[True].num_steps < 0.6 * fits[False].num_steps, (fits[True].num_steps, fits[False].num_steps)
+
+
+def test_a_family_without_a_domain_check_is_named_with_the_way_out():
+    with pytest.raises(ValueError, match=r"family 'Poisson' \(supported: Normal.*use acceleration=None"):
+        in_domain("Poisson", (jnp.array([1.0]),))
