@@ -19,7 +19,7 @@ import numpy as np
 
 from ppl_vi.core import conjugate
 from ppl_vi.core.cavi_objective import Dependency, LatentSpec, Plan, Term
-from ppl_vi.core.cavi_probe import changed, detect_dense, detect_gather, probe_value
+from ppl_vi.core.cavi_probe import changed, detect_dense, detect_gather, max_abs, probe_value
 
 __all__ = ["SiteInfo", "build_plan", "SUPPORTED", "q_family_of", "host_attributes"]
 
@@ -261,7 +261,7 @@ def _dependency(site, pname, role, specs, probes, run, values, dense_cache, prio
     readings = [_param(r[site.name], pname, role) for r in runs]
     p_atom = conjugate.ROLE_ATOM_NDIM[role]
     gathered = detect_gather(readings, z, p_atom, _LATENT_ATOM[spec.q_family]) if "gather" in how else None
-    if gathered is not None and _acceptable(role, spec.q_family, gathered, float(np.abs(reading0).max(initial=1.0))):
+    if gathered is not None and _acceptable(role, spec.q_family, gathered, max(1.0, max_abs(reading0))):
         coef = np.asarray(gathered.coef, dtype=float)
         log_coef = None
         if role == "precision_matrix" and spec.q_family == "Gamma":
@@ -316,7 +316,7 @@ def _acceptable(role: str, q_family: str, gathered, magnitude: float) -> bool:
     coef, offset = np.asarray(gathered.coef), np.asarray(gathered.offset)
     if role in ("real", "vector"):
         return True
-    if np.abs(offset).max(initial=0.0) > 1e-8 * max(1.0, magnitude):
+    if max_abs(offset) > 1e-8 * max(1.0, magnitude):
         return False
     if role in ("unit", "simplex"):
         return bool(np.allclose(coef, 1.0, rtol=1e-6))

@@ -39,13 +39,20 @@ def _known_to_xla(options: frozenset) -> bool:
     return True
 
 
+_ACCEPTED: set = set()  # option names this jaxlib's XLA has accepted
+
+
 def supported_compiler_options(options: dict) -> dict:
     """The entries of ``options`` (XLA compiler options) this jaxlib accepts: XLA's options
     are internal and may be renamed. Checked once per process on a trivial program (all
-    together, then one by one if that fails)."""
-    if _known_to_xla(frozenset(options.items())):
+    together, then one by one if that fails); a name accepted once is not checked again
+    with another value (a check is a compilation, on the way to the sweep's)."""
+    if set(options) <= _ACCEPTED or _known_to_xla(frozenset(options.items())):
+        _ACCEPTED.update(options)
         return dict(options)
-    return {name: value for name, value in options.items() if _known_to_xla(frozenset({(name, value)}))}
+    supported = {name: value for name, value in options.items() if _known_to_xla(frozenset({(name, value)}))}
+    _ACCEPTED.update(supported)
+    return supported
 
 
 def run_once_compiler_options() -> dict:

@@ -5,7 +5,8 @@
 * with random parameters, the Normal, MultivariateNormal, Gamma-rate, Poisson and
   Categorical rules equal Monte Carlo averages of the host's ``log_prob`` under q;
 * the probe-based dependency detector recovers gathers, scales and affine maps, and
-  rejects a non-linear map.
+  rejects a non-linear map; its comparisons of readings, made in blocks and on a
+  strided sample first, decide as ``np.allclose`` on the whole arrays does.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ppl_vi.core.cavi_probe import detect_dense, detect_gather
+from ppl_vi.core import cavi_probe
+from ppl_vi.core.cavi_probe import allclose, changed, detect_dense, detect_gather, max_abs
 from ppl_vi.core.conjugate import PARAM_ROLES, RULES, SimplexMoments, const_moments, observed_stats
 
 RNG = np.random.default_rng(0)
@@ -141,3 +143,43 @@ def test_detect_dense_finds_affine_maps_only():
     np.testing.assert_allclose(found.jacobian, X, atol=1e-12)
     squares = [(X @ (z[0] + e)) ** 2 for e in np.eye(3)]
     assert detect_dense((X @ z[0]) ** 2, squares, [(X @ zk) ** 2 for zk in z[1:]], z) is None
+
+
+def test_blocked_comparisons_decide_as_whole_array_ones():
+    size = 3 * cavi_probe._BLOCK + 17  # several blocks and a partial one
+    a = RNG.normal(size=size) * 1e3
+    assert max_abs(a) == np.abs(a).max() and max_abs(np.zeros(0)) == 0.0
+    assert max_abs(np.array([True, False])) == 1.0
+    for position in (0, cavi_probe._BLOCK - 1, size - 1):
+        for step in (1e-3, 1e-13):  # a change, and rounding
+            b = a.copy()
+            b[position] += step * abs(a[position])
+            assert allclose(a, b, 1e-9, 0.0) == np.allclose(a, b, rtol=1e-9, atol=0.0)
+    b = a.copy()
+    a[5], b[5] = np.nan, np.nan
+    assert allclose(a, b, 1e-9, 0.0)  # as equal_nan=True
+    b[6] = np.nan
+    assert not allclose(a, b, 1e-9, 0.0)
+
+
+def test_changed_sees_a_single_moved_entry_the_sample_skips():
+    a = RNG.normal(size=(40_000, 5))
+    b = a.copy()
+    stride = a.size // cavi_probe._SAMPLE
+    b.reshape(-1)[stride * 3 + 1] += 1.0  # between two sampled entries
+    assert changed(a, b)
+    assert changed(a, a + 1.0)  # moved everywhere: the sample shows it
+    assert not changed(a, a.copy())
+    assert not changed(a, a * (1.0 + 1e-14))  # rounding
+    assert changed(a, a[:-1])
+
+
+def test_detect_gather_verifies_every_block_of_rows():
+    rows = [RNG.dirichlet(np.ones(4), size=6) for _ in range(4)]
+    idx = RNG.integers(0, 6, size=2 * cavi_probe._BLOCK // 4 + 3)  # three blocks of rows
+    readings = [r[idx] for r in rows]
+    found = detect_gather(readings, rows, 1, 1)
+    np.testing.assert_array_equal(found.index, idx)
+    readings[3] = readings[3].copy()
+    readings[3][-1] = readings[3][-1][::-1]  # the fourth probe breaks the map in the last row only
+    assert detect_gather(readings, rows, 1, 1) is None

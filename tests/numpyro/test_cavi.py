@@ -140,6 +140,10 @@ def test_background_compilation_falls_back_and_reports_errors():
 def test_supported_compiler_options_keeps_known_options_only():
     assert supported_compiler_options({"xla_backend_optimization_level": 0}) == {"xla_backend_optimization_level": 0}
     assert supported_compiler_options({"xla_no_such_option_anywhere": True}) == {}
+    # a name accepted once passes with another value; an unknown one beside it is dropped
+    mixed = {"xla_backend_optimization_level": 1, "xla_no_such_option_anywhere": True}
+    assert supported_compiler_options(mixed) == {"xla_backend_optimization_level": 1}
+    assert supported_compiler_options({"xla_no_such_option_anywhere": True}) == {}
 
 
 def test_background_compilation_after_another_starts_when_it_has_finished():
