@@ -68,6 +68,7 @@ def _torch_special() -> SimpleNamespace:
         # eager torch computes every operation once and reduces any axis at memory speed
         materialize=lambda x: x,
         logsumexp_small=lambda x: torch.logsumexp(x, dim=-1, keepdim=True),
+        log_normalize=lambda x: (torch.logsumexp(x, dim=-1, keepdim=True), torch.softmax(x, dim=-1)),
     )
 
 
@@ -96,6 +97,7 @@ def _jax_special() -> SimpleNamespace:
         einsum=jnp.einsum,
         materialize=_jax_materialize,
         logsumexp_small=_jax_logsumexp_small,
+        log_normalize=_jax_log_normalize,
     )
 
 
@@ -142,6 +144,24 @@ def _jax_logsumexp_small(x):
     return (top + jnp.log(total))[..., None]
 
 
+def _jax_log_normalize(x):
+    """``(logsumexp(x, axis=-1, keepdims=True), softmax(x, axis=-1))`` with one ``exp`` per entry.
+
+    The probabilities are the shifted exponentials divided by their sum, not
+    ``exp(x - logsumexp)``: that would take every entry's exponential twice. A CAVI sweep
+    of the 100k-point mixture (K = 10) took 3.5-3.8 ms instead of 4.0-4.4 ms (8 x 20 sweeps
+    alternating, one process); LDA's on 85k pairs (K = 20) 9.9-11.6 instead of 10.3-12.2 ms.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    top = jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
+    top = jnp.where(jnp.isfinite(top), top, 0.0)  # as jax.scipy's: all -inf rows give -inf
+    shifted = jnp.exp(x - top)
+    total = jnp.sum(shifted, axis=-1, keepdims=True)
+    return top + jnp.log(total), shifted / total
+
+
 _TABLES: dict[str, SimpleNamespace] = {}
 
 
@@ -158,7 +178,9 @@ def special(*arrays: Any) -> SimpleNamespace:
         ``einsum(subscripts, *operands)``; two layout helpers with the value of the
         identity and of ``logsumexp(x, axis=-1, keepdims=True)``, ``materialize(x)`` and
         ``logsumexp_small(x)``, that work around XLA CPU's fusion and layout choices
-        (see ``_jax_materialize`` and ``_jax_logsumexp_small``; plain in torch).
+        (see ``_jax_materialize`` and ``_jax_logsumexp_small``; plain in torch);
+        ``log_normalize(x)``: ``(logsumexp(x, axis=-1, keepdims=True), softmax(x, axis=-1))``
+        from one exponential per entry in jax.
     """
     arrays = [a for a in arrays if not isinstance(a, (int, float, bool, complex))]
     if any(is_torch(a) for a in arrays):

@@ -39,7 +39,7 @@ from ppl_vi.core.conjugate import RULES, SimplexMoments, gather_atoms
 Array = Any
 MeanParams = Mapping[str, tuple]
 
-__all__ = ["Dependency", "LatentSpec", "Term", "Plan", "expected_log_joint", "elbo", "natural_update", "categorical_log_normalizer", "touches"]
+__all__ = ["Dependency", "LatentSpec", "Term", "Plan", "expected_log_joint", "elbo", "natural_update", "categorical_log_normalizer", "categorical_update", "touches"]
 
 
 @dataclass(frozen=True)
@@ -321,6 +321,14 @@ def categorical_log_normalizer(spec: LatentSpec, grad: tuple) -> Array:
     support (short: ``logsumexp_small`` of :mod:`ppl_vi.core._xp`); shape ``batch + (1,)``."""
     unnormalized = grad[0] / _scale_for_stat(spec, 1)
     return special(unnormalized).logsumexp_small(unnormalized)
+
+
+def categorical_update(spec: LatentSpec, grad: tuple) -> tuple[Array, Array]:
+    """A Categorical site's update as ``(log_normalizer, probs)``: ``logsumexp`` and
+    ``softmax`` of ``g / scale`` over the support (``log_normalize`` of
+    :mod:`ppl_vi.core._xp`); shapes ``batch + (1,)`` and ``batch + (K,)``."""
+    unnormalized = grad[0] / _scale_for_stat(spec, 1)
+    return special(unnormalized).log_normalize(unnormalized)
 
 
 def natural_update(spec: LatentSpec, grad: tuple, log_normalizer: Optional[Array] = None) -> tuple:

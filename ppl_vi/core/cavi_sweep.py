@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 from ppl_vi.core import expfam
 from ppl_vi.core._xp import namespace
-from ppl_vi.core.cavi_objective import Plan, categorical_log_normalizer, elbo, entropy, expected_log_joint, natural_update
+from ppl_vi.core.cavi_objective import Plan, categorical_update, elbo, entropy, expected_log_joint, natural_update
 
 __all__ = ["sweep", "relative_change", "kept_natural", "full_natural", "Grad"]
 
@@ -23,20 +23,20 @@ Grad = Callable[[Callable[[Any], Any], Any], Any]
 
 def _update_site(plan: Plan, name: str, eta: dict, mu: dict, grad: Grad) -> Any:
     """Set ``q_name`` to its optimum in place; return a Categorical site's log
-    normalizer (:func:`categorical_log_normalizer`), ``None`` for other sites."""
+    normalizer (:func:`categorical_update`), ``None`` for other sites."""
     spec = plan.latents[name]
 
     def objective(stats):
         return expected_log_joint(plan, {**mu, name: stats}, only=name)
 
     gradient = tuple(grad(objective, tuple(mu[name])))
-    log_normalizer = categorical_log_normalizer(spec, gradient) if spec.q_family == "Categorical" else None
-    new_eta = natural_update(spec, gradient, log_normalizer)
-    eta[name] = new_eta
-    if log_normalizer is None:
-        mu[name] = tuple(expfam.family(spec.q_family).mean_from_natural(new_eta))
-    else:  # the log-probabilities are normalized already
-        mu[name] = (namespace(new_eta[0]).exp(new_eta[0]),)
+    if spec.q_family != "Categorical":
+        eta[name] = natural_update(spec, gradient)
+        mu[name] = tuple(expfam.family(spec.q_family).mean_from_natural(eta[name]))
+        return None
+    log_normalizer, probs = categorical_update(spec, gradient)
+    eta[name] = natural_update(spec, gradient, log_normalizer)
+    mu[name] = (probs,)
     return log_normalizer
 
 

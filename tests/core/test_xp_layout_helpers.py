@@ -1,12 +1,13 @@
-"""``special().materialize`` and ``special().logsumexp_small``: the same values as the
-identity and ``logsumexp`` on both backends, also jitted, vmapped and differentiated
-(they only change how XLA lays out and fuses the computation)."""
+"""``special().materialize``, ``special().logsumexp_small`` and ``special().log_normalize``:
+the same values as the identity, ``logsumexp`` and ``(logsumexp, softmax)`` on both
+backends, also jitted, vmapped and differentiated (they only change how XLA lays out and
+fuses the computation)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.special import logsumexp
+from scipy.special import logsumexp, softmax
 
 from ppl_vi.core._xp import special
 
@@ -34,6 +35,19 @@ def test_values_are_the_identity_and_logsumexp(backend, size):
     got = np.asarray(sp.logsumexp_small(x))
     assert got.shape == (5, 4, 1)
     np.testing.assert_allclose(got, logsumexp(values, axis=-1, keepdims=True), rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("size", [1, 3, 20])
+def test_log_normalize_is_logsumexp_and_softmax(backend, size):
+    values = np.random.default_rng(size).normal(scale=30.0, size=(5, 4, size))
+    values[0, 0, 0] = -np.inf
+    values[1, 2, :] = -np.inf  # a row with no mass
+    lse, probs = (np.asarray(a) for a in special(_arrays(backend, values)).log_normalize(_arrays(backend, values)))
+    assert lse.shape == (5, 4, 1) and probs.shape == values.shape
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_allclose(lse, logsumexp(values, axis=-1, keepdims=True), rtol=1e-14, atol=0)
+        np.testing.assert_allclose(probs, softmax(values, axis=-1), rtol=1e-13, atol=1e-300)
+    assert lse[1, 2, 0] == -np.inf
 
 
 def test_jax_transformations_keep_the_values():
