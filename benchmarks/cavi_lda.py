@@ -50,14 +50,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Optional
 
 import numpy as np
-
-
-def time_to(perplexities: list, times: list, target: float) -> Optional[float]:
-    """First cumulative time at which the perplexity is <= ``target`` (``None`` if never)."""
-    return next((t for p, t in zip(perplexities, times) if p <= target), None)
 
 
 def sklearn_trace(make, train: np.ndarray, evaluate, num_iter: int) -> tuple[list, list]:
@@ -124,7 +118,7 @@ def main() -> None:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    from lda_perplexity import fresh_compilation_cache, sklearn_perplexity  # a sibling script: imported here, so the module imports anywhere
+    from lda_perplexity import fresh_compilation_cache, sklearn_perplexity, time_to  # a sibling script: imported here, so the module imports anywhere
     from sklearn.decomposition import LatentDirichletAllocation
 
     import models
@@ -144,8 +138,7 @@ def main() -> None:
           "(timings on a shared 2-core machine: noisy)")
 
     def make(max_iter: int) -> LatentDirichletAllocation:
-        return LatentDirichletAllocation(n_components=args.num_topics, doc_topic_prior=raw["alpha"], topic_word_prior=raw["eta"],
-                                         learning_method="batch", max_iter=max_iter, random_state=0)
+        return LatentDirichletAllocation(**zoo.extras["sklearn_priors"](raw), learning_method="batch", max_iter=max_iter, random_state=0)
 
     evaluator = make(1).fit(train[:2])  # any fitted estimator: its topics are overwritten before each evaluation
 
@@ -194,7 +187,7 @@ def main() -> None:
             print(f"  CAVI step        {i:3d}: {p:10.1f}  {t:7.3f} s")
     for checkpoint in sorted(args.checkpoints):
         target, t_sk = sk_perp[checkpoint - 1], sk_time[checkpoint - 1]
-        t_cavi = time_to(cavi_perp, cavi_time, target)
+        t_cavi = time_to(zip(cavi_time, cavi_perp), target)
         if t_cavi is None:
             print(f"scikit-learn {checkpoint} iterations: perplexity {target:.1f} in {t_sk:.2f} s; CAVI did not reach it in {length} steps")
             continue

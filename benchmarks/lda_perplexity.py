@@ -1,5 +1,6 @@
-"""Held-out perplexity of a topic posterior, by scikit-learn's own code, and a fresh JAX
-compilation cache (shared by the LDA benchmarks).
+"""Held-out perplexity of a topic posterior, by scikit-learn's own code, the time a
+perplexity curve reaches a target, and a fresh JAX compilation cache (shared by the LDA
+benchmarks).
 
 Both methods of a benchmark are scored by this one function: the topics' posterior
 ``Dirichlet(lambda)`` is put into a scikit-learn ``LatentDirichletAllocation`` estimator
@@ -10,6 +11,7 @@ documents in with the topics fixed.
 from __future__ import annotations
 
 import tempfile
+from typing import Iterable, Optional
 
 import numpy as np
 from scipy.special import psi
@@ -21,6 +23,12 @@ def sklearn_perplexity(estimator, topic_concentration: np.ndarray, counts: np.nd
     estimator.components_ = np.array(topic_concentration, dtype=np.float64)
     estimator.exp_dirichlet_component_ = np.exp(psi(estimator.components_) - psi(estimator.components_.sum(1, keepdims=True)))
     return float(estimator.perplexity(counts))
+
+
+def time_to(curve: Iterable, target: float) -> Optional[float]:
+    """First cumulative time at which the perplexity is <= ``target`` (``None`` if never);
+    ``curve``: (cumulative seconds, perplexity) pairs."""
+    return next((t for t, p in curve if p <= target), None)
 
 
 def fresh_compilation_cache() -> str:

@@ -85,17 +85,12 @@ def lda_docs(words, num_topics: int, vocab_size: int, alpha: float, eta: float) 
             numpyro.sample("words", dist.Categorical(topics[assignment]), obs=words)
 
 
-def time_to(curve: list, target: float) -> float:
-    """First cumulative time at which the perplexity is <= ``target``; ``curve``: (time, perplexity) pairs."""
-    return next(t for t, p in curve if p <= target)
-
-
 def run_sklearn(args, train, test, priors, seed: int) -> list:
     """(cumulative seconds, held-out perplexity) every ``eval_every`` batches of ``partial_fit``."""
     from sklearn.decomposition import LatentDirichletAllocation
     from sklearn.utils import gen_batches
 
-    estimator = LatentDirichletAllocation(n_components=args.num_topics, learning_method="online", batch_size=args.batch_size,
+    estimator = LatentDirichletAllocation(learning_method="online", batch_size=args.batch_size,
                                           learning_offset=10.0, learning_decay=0.7, total_samples=train.shape[0], random_state=seed,
                                           **priors)
     curve, elapsed, count = [], 0.0, 0
@@ -235,15 +230,15 @@ def main() -> None:
     num_train = int(round(args.num_docs * (1.0 - args.held_out)))
     train, test = counts[:num_train], counts[num_train:]
     words = raw["words"].reshape(args.num_docs, args.doc_length)[:num_train].T
-    priors = dict(doc_topic_prior=raw["alpha"], topic_word_prior=raw["eta"])
+    priors = zoo.extras["sklearn_priors"](raw)
     print(f"corpus: {num_train} training + {args.num_docs - num_train} held-out documents, {args.vocab_size} words, "
           f"{args.num_topics} topics, {args.doc_length} tokens/document; batch {args.batch_size}; NGSVI local_tol {args.local_tol:g}")
     if args.elbo_gap:
         elbo_gap(args, words, raw)
         return
 
-    scorer_estimator = LatentDirichletAllocation(n_components=args.num_topics, random_state=0, **priors).fit(test[:2])
-    from lda_perplexity import fresh_compilation_cache, sklearn_perplexity  # a sibling script: imported here, so tests can import lda_docs
+    scorer_estimator = LatentDirichletAllocation(random_state=0, **priors).fit(test[:2])
+    from lda_perplexity import fresh_compilation_cache, sklearn_perplexity, time_to  # a sibling script: imported here, so tests can import lda_docs
 
     scorer = lambda topics, docs: sklearn_perplexity(scorer_estimator, topics, docs)  # noqa: E731
     ngsvi, shapes, cold_init, cold_step = first_fit_fixed_costs(args, words, raw)  # nothing compiled yet, no persistent cache

@@ -17,7 +17,8 @@ turns a token corpus into that form.
 The topic plate is called ``"topic_plate"``, not ``"topics"``: Pyro records a plate as a
 trace site of its own name, which would collide with the sample site ``"topics"``.
 :func:`token_counts` gives the document-by-word count matrix that scikit-learn's
-``LatentDirichletAllocation`` takes (``doc_topic_prior = alpha``,
+``LatentDirichletAllocation`` takes, and :func:`sklearn_priors` (``extras["sklearn_priors"]``)
+its arguments for the same model (``n_components = num_topics``, ``doc_topic_prior = alpha``,
 ``topic_word_prior = eta``).
 
 Topics are exchangeable, so chains and methods may label them differently:
@@ -149,6 +150,12 @@ def relabel(draws: dict) -> dict:
     return out
 
 
+def sklearn_priors(data: dict) -> dict:
+    """Keyword arguments of scikit-learn's ``LatentDirichletAllocation`` for the same model
+    and priors as ``data``: the number of topics and the two Dirichlet concentrations."""
+    return {"n_components": int(data["num_topics"]), "doc_topic_prior": float(data["alpha"]), "topic_word_prior": float(data["eta"])}
+
+
 MODEL = register(
     ZooModel(
         name="lda",
@@ -158,6 +165,6 @@ MODEL = register(
         conjugate=True,
         reference="nuts",
         generate_data=generate_data,
-        extras={"token_counts": token_counts, "pair_counts": pair_counts, "relabel": relabel},
+        extras={"token_counts": token_counts, "pair_counts": pair_counts, "relabel": relabel, "sklearn_priors": sklearn_priors},
     )
 )

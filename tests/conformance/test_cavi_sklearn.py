@@ -63,9 +63,7 @@ def test_gmm_agrees_with_scikit_learn(backend):
 
 def _sklearn_lda(raw: dict) -> LatentDirichletAllocation:
     return LatentDirichletAllocation(
-        n_components=raw["num_topics"],
-        doc_topic_prior=raw["alpha"],
-        topic_word_prior=raw["eta"],
+        **models.get("lda").extras["sklearn_priors"](raw),
         learning_method="batch",
         max_doc_update_iter=5000,
         mean_change_tol=1e-13,
