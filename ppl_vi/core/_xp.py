@@ -68,8 +68,18 @@ def _torch_special() -> SimpleNamespace:
         # eager torch computes every operation once and reduces any axis at memory speed
         materialize=lambda x: x,
         logsumexp_small=lambda x: torch.logsumexp(x, dim=-1, keepdim=True),
-        log_normalize=lambda x: (torch.logsumexp(x, dim=-1, keepdim=True), torch.softmax(x, dim=-1)),
+        log_normalize=_torch_log_normalize,
     )
+
+
+def _torch_log_normalize(x):
+    """``(logsumexp(x, dim=-1, keepdim=True), softmax(x, dim=-1))`` as ``exp(x - logsumexp)``:
+    with ``torch.softmax`` a Pyro CAVI sweep of the 100k-point mixture took 40-41 ms instead
+    of 25-26 ms (minima of 3 x 10 sweeps, two runs each)."""
+    import torch
+
+    total = torch.logsumexp(x, dim=-1, keepdim=True)
+    return total, torch.exp(x - total)
 
 
 def _jax_special() -> SimpleNamespace:
