@@ -161,6 +161,10 @@ def _jax_log_normalize(x):
     ``exp(x - logsumexp)``: that would take every entry's exponential twice. A CAVI sweep
     of the 100k-point mixture (K = 10) took 3.5-3.8 ms instead of 4.0-4.4 ms (8 x 20 sweeps
     alternating, one process); LDA's on 85k pairs (K = 20) 9.9-11.6 instead of 10.3-12.2 ms.
+    NGSVI's local passes keep ``logsumexp_small`` and ``exp(eta)``: with this function its
+    LDA step (batches of 128 documents, tokens x documents layout) took 12.9-13.2 ms instead
+    of 11.1-11.2 ms over its first 30 steps and 3.5-3.6 instead of 3.0-3.2 ms over steps
+    121-150 (three alternating runs).
     """
     import jax
     import jax.numpy as jnp
