@@ -20,9 +20,10 @@ no extrapolation, nor, on NumPyro, for compiling it (SQUAREM's other parts compi
 those sweeps run).
 
 Measured (NumPyro, ``tol=1e-8``, 2 shared cores, 2026-12-06): on the 100k-point GMM
-benchmark (``benchmarks/cavi_gmm.py --seed s``, s = 0, 1, 2) the defaults converged in 93,
-182 and 138 steps against 480, 1,769 and 1,524 plain sweeps, to ELBOs 5.8, 22.3 and 17.6
-nats higher (commit f8f09c9); on the LDA benchmark's corpus (1,800 documents of 50 tokens, 20 topics) in 156
+benchmark (``benchmarks/cavi_gmm.py --seed s``, s = 0, 1, 2) the defaults converged in 88,
+178 and 146 steps against 480, 1,769 and 1,524 plain sweeps, to ELBOs 5.8, 22.4 and 17.6
+nats higher (commit 47480bf). Measured in the previous stop, with the sweep of commit 8664cf5
+(before the one-exponential normalization): on the LDA benchmark's corpus (1,800 documents of 50 tokens, 20 topics) in 156
 steps and 13.9 s against 906 sweeps and 19.1 s, 25 nats higher. Early on a step costs about
 four sweeps and may gain less: on documents of 400 tokens, scikit-learn's 20-iteration
 perplexity took 10 sweeps and 4 steps (3.8 s) against 22 plain sweeps (2.9 s).
@@ -30,6 +31,7 @@ perplexity took 10 sweeps and 4 steps (3.8 s) against 22 plain sweeps (2.9 s).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Mapping, Optional
 
 from ppl_vi.core.cavi_extrapolation import continuous_sites, discrete_sites
@@ -45,11 +47,18 @@ ACCELERATIONS = ("auto", "squarem", "overrelax", None)
 
 PLAIN_SWEEPS_FIRST = 10
 """Plain sweeps ``run`` takes before SQUAREM's steps. On the 100k-point GMM benchmark
-(seeds 0-2) 0, 10 and 30 took 315-798, 325-645 and 205-953 sweeps' worth of work to
-converge, a SQUAREM step counted as 3.8 sweeps: the path, not this number, decides."""
+(``tol=1e-8``, commit 47480bf, a SQUAREM step counted as 3.8 sweeps) 0, 10 and 30 took
+361, 1,087 and 281; 306, 648 and 527; 205, 395 and 969 sweeps' worth of work for
+seeds 0, 1 and 2: the path, not this number, decides."""
 
-def check_acceleration(acceleration: Optional[str]) -> Optional[str]:
-    """``acceleration`` if it is one of :data:`ACCELERATIONS`, else a ``ValueError`` naming them."""
+
+def check_acceleration(acceleration: Optional[str], overrelax: Optional[bool] = None) -> Optional[str]:
+    """``acceleration`` if it is one of :data:`ACCELERATIONS`, else a ``ValueError`` naming
+    them; ``overrelax`` (the engines' former argument) other than ``None`` is a ``TypeError``
+    naming its replacement."""
+    if overrelax is not None:
+        replacement = "'overrelax'" if overrelax else "None"
+        raise TypeError(f"CAVI: overrelax= was replaced by acceleration=; for overrelax={overrelax!r} pass acceleration={replacement}")
     if acceleration not in ACCELERATIONS:
         raise ValueError(f"CAVI: acceleration must be one of {ACCELERATIONS}; got {acceleration!r}")
     return acceleration
@@ -57,8 +66,15 @@ def check_acceleration(acceleration: Optional[str]) -> Optional[str]:
 
 def resolve_acceleration(plan: Plan, acceleration: Optional[str]) -> Optional[str]:
     """The step ``"auto"`` stands for in ``plan`` (module docstring); other values as given,
-    but ``None`` for a plan without continuous sites (nothing to extrapolate)."""
+    but ``None`` for a plan without continuous sites (nothing to extrapolate; a warning says
+    so when an acceleration was asked for by name)."""
     if not continuous_sites(plan):
+        if acceleration not in ("auto", None):
+            warnings.warn(
+                f"CAVI: acceleration={acceleration!r} has nothing to extrapolate (no continuous latent site); "
+                "taking plain sweeps",
+                stacklevel=3,
+            )
         return None
     if acceleration != "auto":
         return acceleration

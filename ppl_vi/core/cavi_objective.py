@@ -316,19 +316,25 @@ def _scale_for_stat(spec: LatentSpec, stat_ndim: int) -> Any:
     return xp.reshape(scale, (1,) * padding + tuple(scale.shape) + (1,) * stat_ndim)
 
 
+def _categorical_logits(spec: LatentSpec, grad: tuple) -> Array:
+    """A Categorical site's unnormalized log-probabilities ``g / scale``, ``batch + (K,)``."""
+    return grad[0] / _scale_for_stat(spec, 1)
+
+
 def categorical_log_normalizer(spec: LatentSpec, grad: tuple) -> Array:
     """Log normalizer of a Categorical site's update, ``logsumexp(g / scale)`` over the
-    support (short: ``logsumexp_small`` of :mod:`ppl_vi.core._xp`); shape ``batch + (1,)``."""
-    unnormalized = grad[0] / _scale_for_stat(spec, 1)
-    return special(unnormalized).logsumexp_small(unnormalized)
+    support (short: ``logsumexp_small`` of :mod:`ppl_vi.core._xp`); shape ``batch + (1,)``.
+    NGSVI's local passes use it; the CAVI sweep uses :func:`categorical_update`."""
+    logits = _categorical_logits(spec, grad)
+    return special(logits).logsumexp_small(logits)
 
 
 def categorical_update(spec: LatentSpec, grad: tuple) -> tuple[Array, Array]:
     """A Categorical site's update as ``(log_normalizer, probs)``: ``logsumexp`` and
     ``softmax`` of ``g / scale`` over the support (``log_normalize`` of
     :mod:`ppl_vi.core._xp`); shapes ``batch + (1,)`` and ``batch + (K,)``."""
-    unnormalized = grad[0] / _scale_for_stat(spec, 1)
-    return special(unnormalized).log_normalize(unnormalized)
+    logits = _categorical_logits(spec, grad)
+    return special(logits).log_normalize(logits)
 
 
 def natural_update(spec: LatentSpec, grad: tuple, log_normalizer: Optional[Array] = None) -> tuple:

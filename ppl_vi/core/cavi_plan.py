@@ -261,7 +261,7 @@ def _dependency(site, pname, role, specs, probes, run, values, dense_cache, prio
     readings = [_param(r[site.name], pname, role) for r in runs]
     p_atom = conjugate.ROLE_ATOM_NDIM[role]
     gathered = detect_gather(readings, z, p_atom, _LATENT_ATOM[spec.q_family]) if "gather" in how else None
-    if gathered is not None and _acceptable(role, spec.q_family, gathered, max(1.0, max_abs(reading0))):
+    if gathered is not None and _acceptable(role, spec.q_family, gathered, max_abs(reading0)):
         coef = np.asarray(gathered.coef, dtype=float)
         log_coef = None
         if role == "precision_matrix" and spec.q_family == "Gamma":

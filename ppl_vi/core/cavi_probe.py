@@ -33,7 +33,8 @@ _RTOL = 1e-6
 # parameters are as large as the data times the support (500k x 20 entries: 0.40 s whole,
 # 0.03 s in blocks).
 _BLOCK = 1 << 16
-# ``changed`` first compares about this many entries, evenly strided
+# after its exact-equality pass, ``changed`` compares about this many entries, evenly
+# strided, before all of them
 _SAMPLE = 4096
 
 
@@ -60,19 +61,24 @@ class DenseMap:
 
 
 def max_abs(a: np.ndarray) -> float:
-    """``max |a|`` (0 for an empty array) without a temporary of ``a``'s size."""
+    """``max |a|`` (0 for an empty array); for a float array without a temporary of its size."""
     if not a.size:
         return 0.0
     a = a if a.dtype.kind == "f" else a.astype(float)
     return float(max(a.max(), -a.min()))
 
 
-def allclose(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> bool:
-    """``np.allclose(a, b, rtol, atol, equal_nan=True)`` for arrays of one shape, in blocks
+def _magnitude(a: np.ndarray) -> float:
+    """``max(1, max |a|)``: the scale of a reading's absolute tolerance."""
+    return max(1.0, max_abs(a))
+
+
+def allclose(a: np.ndarray, b: np.ndarray, rtol: float, atol: float, equal_nan: bool = False) -> bool:
+    """``np.allclose(a, b, rtol, atol, equal_nan)`` for arrays of one shape, in blocks
     (:data:`_BLOCK`)."""
     flat_a, flat_b = np.ravel(a), np.ravel(b)
     return all(
-        np.allclose(flat_a[i : i + _BLOCK], flat_b[i : i + _BLOCK], rtol=rtol, atol=atol, equal_nan=True)
+        np.allclose(flat_a[i : i + _BLOCK], flat_b[i : i + _BLOCK], rtol=rtol, atol=atol, equal_nan=equal_nan)
         for i in range(0, flat_a.size, _BLOCK)
     )
 
@@ -83,12 +89,12 @@ def changed(a: np.ndarray, b: np.ndarray) -> bool:
         return True
     if np.array_equal(a, b):  # the common case, one pass (a parameter that ignores the probe)
         return False
-    atol = 1e-12 * max(1.0, max_abs(a))
+    atol = 1e-12 * _magnitude(a)
     stride = max(1, a.size // _SAMPLE)
     # a probe that moves a parameter moves most of its entries: a strided sample shows it
-    if not allclose(np.ravel(a)[::stride], np.ravel(b)[::stride], 1e-9, atol):
+    if not allclose(np.ravel(a)[::stride], np.ravel(b)[::stride], 1e-9, atol, equal_nan=True):
         return True
-    return not allclose(a, b, 1e-9, atol)
+    return not allclose(a, b, 1e-9, atol, equal_nan=True)
 
 
 def _atoms(a: np.ndarray, atom_ndim: int) -> tuple[tuple, np.ndarray]:
@@ -147,11 +153,12 @@ def detect_gather(params: list, latents: list, param_atom_ndim: int, latent_atom
         coef = np.where(moving, dp1 / np.where(moving, dz1[index], 1.0), 0.0)
         coef_atom = coef[:, None]
     offset = P[0] - coef_atom * Z[0][index]
-    atol = _RTOL * max(1.0, max_abs(P[3]))
+    # verified in blocks of about _BLOCK entries: no temporary of the parameter's size
+    atol = _RTOL * _magnitude(P[3])
     rows = max(1, _BLOCK // max(1, P[0].shape[-1]))
     for i in range(0, P[0].shape[0], rows):
         block = slice(i, i + rows)
-        if not allclose(coef_atom[block] * Z[3][index[block]] + offset[block], P[3][block], _RTOL, atol):
+        if not np.allclose(coef_atom[block] * Z[3][index[block]] + offset[block], P[3][block], rtol=_RTOL, atol=atol):
             return None
     atom_shape = np.asarray(params[0]).shape[len(batch) :]
     coef_shape = batch + atom_shape if Z[0].shape[-1] == 1 and P[0].shape[-1] > 1 else batch
@@ -177,7 +184,7 @@ def detect_dense(base: np.ndarray, columns: list, probes: list, latents: list) -
     for p, z in zip(probes, latents[1:]):
         predicted = jac @ np.asarray(z, dtype=float).reshape(-1) + offset
         p = np.asarray(p, dtype=float)
-        if predicted.shape != p.shape or not allclose(predicted, p, _RTOL, _RTOL * max(1.0, max_abs(p))):
+        if predicted.shape != p.shape or not allclose(predicted, p, _RTOL, _RTOL * _magnitude(p)):
             return None
     return DenseMap(jac, offset)
 

@@ -64,7 +64,7 @@ State = tuple  # (eta, mu, elbo): eta as kept_natural keeps it
 
 def _bound(step_max: Any) -> Any:
     """The bound ``a_max`` a state's ``relaxation`` stands for (0 at the start: 1)."""
-    return namespace(step_max).where(step_max > 1.0, step_max, namespace(step_max).ones_like(step_max))
+    return namespace(step_max).maximum(step_max, 1.0)
 
 
 def _norm(xp: Any, parts: Mapping[str, tuple]) -> Any:

@@ -102,4 +102,3 @@ def relative_change(new: Any, old: Any) -> Any:
     """``|new - old| / |new|`` (the stopping statistic)."""
     xp = namespace(new)
     return xp.abs(new - old) / xp.maximum(xp.abs(new), xp.asarray(1e-300, dtype=new.dtype))
-

@@ -145,6 +145,9 @@ class CAVI:
         (LDA's topics) from the counts of random groups of observations; ``False``:
         Dirichlet(1) responsibilities (:mod:`ppl_vi.core.cavi_start`, with when each did
         better).
+    overrelax : None
+        Replaced by ``acceleration``; anything but ``None`` raises a ``TypeError`` naming
+        the equivalent ``acceleration`` value.
 
     Notes
     -----
@@ -154,12 +157,13 @@ class CAVI:
     starts) comes from torch's global RNG, as in Pyro (``pyro.set_rng_seed``).
     """
 
-    def __init__(self, model: Callable, *, num_restarts: int = 1, acceleration: Optional[str] = "auto", seed_from_data: bool = True):
+    def __init__(self, model: Callable, *, num_restarts: int = 1, acceleration: Optional[str] = "auto", seed_from_data: bool = True,
+                 overrelax: Optional[bool] = None):
         if num_restarts < 1:
             raise ValueError(f"num_restarts must be >= 1; got {num_restarts}")
         self.model = model
         self.num_restarts = num_restarts
-        self.acceleration = check_acceleration(acceleration)
+        self.acceleration = check_acceleration(acceleration, overrelax)
         self.step_kind: Optional[str] = None  # the acceleration resolved for the plan (plan())
         self.seed_from_data = seed_from_data
         self._plan: Optional[Plan] = None

@@ -8,16 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import models
-from benchmarks.cavi_gmm import overlapping_data
 from ppl_vi.core.cavi_extrapolation import in_domain
 from ppl_vi.core.cavi_overrelax import overrelaxed_sweep
 from ppl_vi.core.cavi_sweep import sweep
 from ppl_vi.numpyro import CAVI
-
-
-def _grad(fn, x):
-    return jax.grad(fn)(x)
+from ppl_vi.numpyro.cavi import _grad
 
 
 @pytest.mark.parametrize(
@@ -36,15 +31,8 @@ def test_in_domain(family, valid, invalid):
     assert not bool(in_domain(family, invalid))
 
 
-@pytest.fixture(scope="module")
-def mixture():
-    zoo = models.get("bayesian_gmm")
-    raw = overlapping_data(zoo, 0, 2000, 4, 1.0)
-    return zoo, models.to_backend(raw, "numpyro")
-
-
 def test_step_is_never_worse_than_a_plain_sweep(mixture):
-    zoo, data = mixture
+    zoo, _, data = mixture
     cavi = CAVI(zoo.numpyro_model, acceleration=None)
     state = cavi.init(jax.random.PRNGKey(0), **data)
     plan = cavi.plan(**data)
@@ -60,7 +48,7 @@ def test_step_is_never_worse_than_a_plain_sweep(mixture):
 
 
 def test_same_fixed_point_in_fewer_steps(mixture):
-    zoo, data = mixture
+    zoo, _, data = mixture
     fits = {o: CAVI(zoo.numpyro_model, acceleration="overrelax" if o else None).run(jax.random.PRNGKey(0), **data, tol=1e-12) for o in (True, False)}
     assert all(f.converged for f in fits.values())
     for fit in fits.values():

@@ -157,9 +157,9 @@ def test_blocked_comparisons_decide_as_whole_array_ones():
             assert allclose(a, b, 1e-9, 0.0) == np.allclose(a, b, rtol=1e-9, atol=0.0)
     b = a.copy()
     a[5], b[5] = np.nan, np.nan
-    assert allclose(a, b, 1e-9, 0.0)  # as equal_nan=True
+    assert allclose(a, b, 1e-9, 0.0, equal_nan=True) and not allclose(a, b, 1e-9, 0.0)  # as np.allclose's equal_nan
     b[6] = np.nan
-    assert not allclose(a, b, 1e-9, 0.0)
+    assert not allclose(a, b, 1e-9, 0.0, equal_nan=True)
 
 
 def test_changed_sees_a_single_moved_entry_the_sample_skips():

@@ -11,25 +11,13 @@ import pytest
 import torch
 
 import models
-from benchmarks.cavi_gmm import overlapping_data
-from ppl_vi.core.cavi_acceleration import PLAIN_SWEEPS_FIRST, resolve_acceleration, squarem_parts
+from ppl_vi.core.cavi_acceleration import PLAIN_SWEEPS_FIRST, resolve_acceleration
 from ppl_vi.core.cavi_extrapolation import in_domain
-from ppl_vi.core.cavi_squarem import squarem_step
+from ppl_vi.core.cavi_squarem import squarem_parts, squarem_step
 from ppl_vi.core.cavi_sweep import kept_natural, sweep
 from ppl_vi.numpyro import CAVI
-from ppl_vi.numpyro.cavi import _restart_keys
+from ppl_vi.numpyro.cavi import _grad, _restart_keys
 from ppl_vi.pyro import CAVI as PyroCAVI
-
-
-def _grad(fn, x):
-    return jax.grad(fn)(x)
-
-
-@pytest.fixture(scope="module")
-def mixture():
-    zoo = models.get("bayesian_gmm")
-    raw = overlapping_data(zoo, 0, 2000, 4, 1.0)
-    return zoo, raw, models.to_backend(raw, "numpyro")
 
 
 def test_step_is_never_worse_than_two_plain_sweeps_and_extrapolates(mixture):
@@ -137,8 +125,17 @@ def test_nothing_to_extrapolate_without_continuous_sites():
             numpyro.sample("x", dist.Normal(2.0 * z, 1.0), obs=x)
 
     cavi = CAVI(model, acceleration="squarem")
-    result = cavi.run(jax.random.PRNGKey(0), jnp.array([0.1, 2.2, 1.9]))
+    with pytest.warns(UserWarning, match="acceleration='squarem' has nothing to extrapolate"):
+        result = cavi.run(jax.random.PRNGKey(0), jnp.array([0.1, 2.2, 1.9]))
     assert cavi.step_kind is None and result.converged
+
+
+def test_the_former_overrelax_argument_names_its_replacement():
+    for engine in (CAVI, PyroCAVI):
+        with pytest.raises(TypeError, match="pass acceleration='overrelax'"):
+            engine(lambda: None, overrelax=True)
+        with pytest.raises(TypeError, match="pass acceleration=None"):
+            engine(lambda: None, overrelax=False)
 
 
 def test_unknown_acceleration_is_refused_naming_the_choices():
