@@ -69,7 +69,8 @@ class Dependency:
 
 @dataclass(frozen=True)
 class LatentSpec:
-    """A latent site and its variational family ``q_family`` (an expfam name)."""
+    """A latent site and its variational family ``q_family`` (an expfam name);
+    ``plates``: ``(name, dim)`` of the plates it sits in (``dim`` negative)."""
 
     name: str
     q_family: str
@@ -79,6 +80,7 @@ class LatentSpec:
     scale: Any = 1.0
     enum_dim: Optional[int] = None
     support_size: Optional[int] = None
+    plates: tuple = ()
 
     @property
     def discrete(self) -> bool:
@@ -91,7 +93,8 @@ class Term:
 
     ``value`` is ``("observed", stats)``, ``("latent", name)`` or
     ``("enumerated", values)``; ``batch_shape`` is the site's batch shape under
-    enumeration; ``scale`` includes the plate scale and any mask.
+    enumeration; ``scale`` includes the plate scale and any mask; ``plates`` are the
+    ``(name, dim)`` of the plates the site sits in (``dim`` negative).
     """
 
     name: str
@@ -101,16 +104,22 @@ class Term:
     batch_shape: tuple
     reinterpreted_ndims: int = 0
     scale: Any = 1.0
+    plates: tuple = ()
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything CAVI derived from a program (arrays in the host's backend)."""
+    """Everything CAVI derived from a program (arrays in the host's backend).
+
+    ``blocks``: a :class:`~ppl_vi.core.cavi_blocks.RowBlocks` when a sweep visits the rows
+    of a large local plate block by block (set by the host adapter), else ``None``.
+    """
 
     latents: Mapping[str, LatentSpec]
     terms: tuple
     constant: float = 0.0
     order: tuple = field(default=())
+    blocks: Any = None
 
 
 def _moments(dep: Dependency, mu: MeanParams, latents: Mapping[str, LatentSpec]) -> Any:

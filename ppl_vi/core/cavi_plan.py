@@ -83,7 +83,8 @@ class SiteInfo:
     unsupported; ``params`` uses the canonical names of :data:`conjugate.PARAM_ROLES`
     (``Normal`` ``scale`` is reported as is). ``reinterpreted_ndims`` counts
     ``to_event`` dimensions; ``scale`` includes any mask; ``log_prob`` is the site's
-    scaled log-density sum (used for constant sites of unsupported families).
+    scaled log-density sum (used for constant sites of unsupported families);
+    ``plate_dims`` and ``plates`` (``(name, dim)`` pairs) describe its vectorized plates.
     """
 
     name: str
@@ -96,6 +97,7 @@ class SiteInfo:
     reinterpreted_ndims: int = 0
     scale: Any = 1.0
     plate_dims: tuple = ()
+    plates: tuple = ()
     support_size: Optional[int] = None
     log_prob: float = 0.0
 
@@ -184,13 +186,15 @@ def build_plan(
             size = 2 if q_family == "Bernoulli" else int(site.support_size)
             enum_dim = -(nesting + 1 + num_discrete)
             num_discrete += 1
-            specs[site.name] = LatentSpec(site.name, q_family, site.family, site.value.shape, site.batch_shape, to_backend(scale), enum_dim, size)
+            specs[site.name] = LatentSpec(
+                site.name, q_family, site.family, site.value.shape, site.batch_shape, to_backend(scale), enum_dim, size, tuple(site.plates)
+            )
             values[site.name] = _enumerated(size, enum_dim)
             continue
         if q_family is None:
             unsupported.append(site)
         else:
-            specs[site.name] = LatentSpec(site.name, q_family, site.family, site.value.shape, site.batch_shape, to_backend(scale))
+            specs[site.name] = LatentSpec(site.name, q_family, site.family, site.value.shape, site.batch_shape, to_backend(scale), plates=tuple(site.plates))
         values[site.name] = np.asarray(site.value, dtype=float)
     base = run(values, 0)
     probes: dict[str, list] = {}
@@ -236,7 +240,7 @@ def build_plan(
         if value[0] == "enumerated":
             batch = np.broadcast_shapes(batch, values[site.name].shape)
         scale = to_backend(np.asarray(site.scale, dtype=float))
-        terms.append(Term(site.name, site.family, deps, value, batch, site.reinterpreted_ndims, scale))
+        terms.append(Term(site.name, site.family, deps, value, batch, site.reinterpreted_ndims, scale, tuple(site.plates)))
     continuous = tuple(n for n in specs if not specs[n].discrete)
     discrete = tuple(n for n in specs if specs[n].discrete)
     plan = Plan(specs, tuple(terms), constant, continuous + discrete)

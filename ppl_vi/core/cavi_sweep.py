@@ -14,34 +14,73 @@ from typing import Any, Callable, Mapping
 
 from ppl_vi.core import expfam
 from ppl_vi.core._xp import namespace
-from ppl_vi.core.cavi_objective import Plan, categorical_update, elbo, entropy, expected_log_joint, natural_update
+from ppl_vi.core.cavi_blocks import block_of, over_blocks, site_gradient
+from ppl_vi.core.cavi_objective import LatentSpec, Plan, categorical_update, elbo, entropy, expected_log_joint, natural_update
 
 __all__ = ["sweep", "relative_change", "kept_natural", "full_natural", "Grad"]
 
 Grad = Callable[[Callable[[Any], Any], Any], Any]
 
 
-def _update_site(plan: Plan, name: str, eta: dict, mu: dict, grad: Grad) -> Any:
-    """Set ``q_name`` to its optimum in place; return a Categorical site's log
-    normalizer (:func:`categorical_update`), ``None`` for other sites."""
-    spec = plan.latents[name]
-
-    def objective(stats):
-        return expected_log_joint(plan, {**mu, name: stats}, only=name)
-
-    gradient = tuple(grad(objective, tuple(mu[name])))
+def _optimum(spec: LatentSpec, gradient: tuple) -> tuple[tuple, tuple, Any]:
+    """A site's optimum from ``gradient = grad_{mu} F``: ``(eta, mu, log_normalizer)``, the
+    last a Categorical site's (:func:`categorical_update`), ``None`` for other sites."""
     if spec.q_family != "Categorical":
-        eta[name] = natural_update(spec, gradient)
-        mu[name] = tuple(expfam.family(spec.q_family).mean_from_natural(eta[name]))
-        return None
+        eta = natural_update(spec, gradient)
+        return eta, tuple(expfam.family(spec.q_family).mean_from_natural(eta)), None
     log_normalizer, probs = categorical_update(spec, gradient)
-    eta[name] = natural_update(spec, gradient, log_normalizer)
-    mu[name] = (probs,)
-    return log_normalizer
+    return natural_update(spec, gradient, log_normalizer), (probs,), log_normalizer
 
 
-def _elbo_after_update(plan: Plan, mu: dict, eta: dict, name: str, log_normalizer: Any) -> Any:
-    """The ELBO right after ``name`` was updated (``log_normalizer``: its update's).
+def _gradient(plan: Plan, mu: dict, name: str, grad: Grad) -> tuple:
+    """``grad_{mu_name} F``, of the terms that touch ``name``."""
+    if plan.blocks is not None:
+        return site_gradient(plan, mu, name, grad)
+    return tuple(grad(lambda stats: expected_log_joint(plan, {**mu, name: stats}, only=name), tuple(mu[name])))
+
+
+def _update_blocked(plan: Plan, name: str, eta: dict, mu: dict, grad: Grad) -> Any:
+    """:func:`_update_site` for a discrete site of the blocked plate, block by block: each
+    block's probabilities written into the site's arrays; its natural parameters left out
+    (:func:`kept_natural`)."""
+    plate = plan.blocks.plate
+    paste = plan.blocks.paste
+
+    def update(block: Any, carry: tuple) -> tuple:
+        arrays, total = carry
+        part, rows = block_of(plan, block, mu)
+        spec = part.latents[name]
+        gradient = tuple(grad(lambda stats: expected_log_joint(part, {**rows, name: stats}, only=name), tuple(rows[name])))
+        _, new, log_normalizer = _optimum(spec, gradient)
+        axis = len(spec.batch_shape) + plate.dim
+        arrays = tuple(paste(full, piece, block.start, axis) for full, piece in zip(arrays, new))
+        if log_normalizer is not None:
+            total = total + namespace(log_normalizer).sum(spec.scale * log_normalizer[..., 0])
+        return arrays, total
+
+    xp = namespace(mu[name][0])
+    arrays, total = over_blocks(plan, update, (tuple(mu[name]), xp.zeros((), dtype=mu[name][0].dtype)))
+    mu[name] = arrays
+    eta.pop(name, None)
+    return total if plan.latents[name].q_family == "Categorical" else None
+
+
+def _update_site(plan: Plan, name: str, eta: dict, mu: dict, grad: Grad) -> Any:
+    """Set ``q_name`` to its optimum in place; return, for a Categorical site,
+    ``sum(scale * log_normalizer)`` over its batch (its update's, :func:`categorical_update`),
+    ``None`` for other sites."""
+    spec = plan.latents[name]
+    if plan.blocks is not None and name in plan.blocks.plate.sites:
+        return _update_blocked(plan, name, eta, mu, grad)
+    eta[name], mu[name], log_normalizer = _optimum(spec, _gradient(plan, mu, name, grad))
+    if log_normalizer is None:
+        return None
+    return namespace(log_normalizer).sum(spec.scale * log_normalizer[..., 0])
+
+
+def _elbo_after_update(plan: Plan, mu: dict, eta: dict, name: str, normalizer_total: Any) -> Any:
+    """The ELBO right after ``name`` was updated (``normalizer_total``: what its update
+    returned, :func:`_update_site`).
 
     Every term that touches an enumerated Categorical site (``K > 1``) is
     ``sum(log_p * r)`` over its enumeration dimension, so those terms add up to
@@ -54,8 +93,7 @@ def _elbo_after_update(plan: Plan, mu: dict, eta: dict, name: str, log_normalize
     spec = plan.latents[name]
     if spec.q_family != "Categorical" or not spec.discrete or spec.support_size <= 1:
         return elbo(plan, mu, eta)
-    xp = namespace(log_normalizer)
-    total = expected_log_joint(plan, mu, without=name) + xp.sum(spec.scale * log_normalizer[..., 0])
+    total = expected_log_joint(plan, mu, without=name) + normalizer_total
     for other, other_spec in plan.latents.items():
         if other != name:
             total = total + entropy(other_spec, eta.get(other), mu[other])
@@ -63,15 +101,18 @@ def _elbo_after_update(plan: Plan, mu: dict, eta: dict, name: str, log_normalize
 
 
 def sweep(plan: Plan, eta: Mapping[str, tuple], mu: Mapping[str, tuple], grad: Grad, names=None) -> tuple[dict, dict, Any]:
-    """Update every site in ``names`` (default ``plan.order``) once; return ``(eta, mu, elbo)``."""
+    """Update every site in ``names`` (default ``plan.order``) once; return ``(eta, mu, elbo)``.
+
+    With ``plan.blocks`` (:mod:`ppl_vi.core.cavi_blocks`) the blocked plate's rows are
+    visited block by block: the same sweep, its sums in another order."""
     eta, mu = dict(eta), dict(mu)
     names = tuple(plan.order if names is None else names)
-    log_normalizer = None
+    normalizer_total = None
     for name in names:
-        log_normalizer = _update_site(plan, name, eta, mu, grad)
+        normalizer_total = _update_site(plan, name, eta, mu, grad)
     if not names:
         return eta, mu, elbo(plan, mu, eta)
-    return eta, mu, _elbo_after_update(plan, mu, eta, names[-1], log_normalizer)
+    return eta, mu, _elbo_after_update(plan, mu, eta, names[-1], normalizer_total)
 
 
 def kept_natural(plan: Plan, eta: Mapping[str, tuple]) -> dict:

@@ -36,7 +36,7 @@ from ppl_vi.core._xp import namespace
 from ppl_vi.core.cavi_objective import Dependency, LatentSpec, Plan, Term, touches
 from ppl_vi.core.conjugate import ROLE_ATOM_NDIM, SimplexMoments
 
-__all__ = ["LocalPlate", "local_plate", "check_indices", "check_batchable", "batch_plan", "gather_rows", "scatter_rows"]
+__all__ = ["LocalPlate", "RowBlock", "local_plate", "check_indices", "check_batchable", "batch_plan", "gather_rows", "scatter_rows"]
 
 # event dimensions of an observed value (its first statistic), by family
 _VALUE_EVENT_NDIM = {"MultivariateNormal": 1, "Dirichlet": 1, "Multinomial": 1, "Wishart": 2}
@@ -116,11 +116,36 @@ def _plate_axis(shape: tuple, batch_ndim: int, plate: LocalPlate, what: str = "a
     return axis
 
 
+@dataclass(frozen=True)
+class RowBlock:
+    """The contiguous plate rows ``start, ..., start + size - 1``, usable wherever batch
+    indices are (``start`` may be traced; ``size`` is static): arrays are cut by the host's
+    ``cut(a, start, size, axis)`` (in jax a dynamic slice, where indices would need a gather)."""
+
+    start: Any
+    size: int
+    cut: Callable[[Any, Any, int, int], Any]
+
+    @property
+    def shape(self) -> tuple:
+        return (self.size,)
+
+
 def _take(a: Any, batch_ndim: int, plate: LocalPlate, indices: Any) -> Any:
     if not hasattr(a, "shape"):
         return a
     axis = _plate_axis(tuple(a.shape), batch_ndim, plate)
-    return a if axis is None else namespace(a).take(a, indices, axis=axis)
+    if axis is None:
+        return a
+    if isinstance(indices, RowBlock):
+        return indices.cut(a, indices.start, indices.size, axis)
+    return namespace(a).take(a, indices, axis=axis)
+
+
+def _take_scale(scale: Any, plate: LocalPlate, indices: Any) -> Any:
+    """A site's scale cut to the batch rows: it broadcasts against the site's batch shape
+    from the right (a per-row multiplicity may have fewer dims than the batch)."""
+    return _take(scale, len(getattr(scale, "shape", ())), plate, indices)
 
 
 def _param_batch(dep: Dependency, term: Term, pname: str) -> int:
@@ -217,7 +242,7 @@ def _batch_term(term: Term, plan: Plan, plate: LocalPlate, indices: Any, size: i
     params = {p: _batch_dependency(d, term, p, plan, plate, indices, size) for p, d in term.params.items()}
     nb = len(term.batch_shape)
     batch = term.batch_shape[: nb + plate.dim] + (size,) + term.batch_shape[nb + plate.dim + 1 :]
-    return replace(term, params=params, value=(kind, payload), batch_shape=tuple(batch), scale=_take(term.scale, nb, plate, indices))
+    return replace(term, params=params, value=(kind, payload), batch_shape=tuple(batch), scale=_take_scale(term.scale, plate, indices))
 
 
 def _batch_latent(spec: LatentSpec, plate: LocalPlate, indices: Any, size: int) -> LatentSpec:
@@ -225,7 +250,7 @@ def _batch_latent(spec: LatentSpec, plate: LocalPlate, indices: Any, size: int) 
     axis = nb + plate.dim
     batch = tuple(spec.batch_shape[:axis]) + (size,) + tuple(spec.batch_shape[axis + 1 :])
     shape = batch + tuple(spec.shape[nb:])
-    return replace(spec, batch_shape=batch, shape=shape, scale=_take(spec.scale, nb, plate, indices))
+    return replace(spec, batch_shape=batch, shape=shape, scale=_take_scale(spec.scale, plate, indices))
 
 
 def batch_plan(plan: Plan, plate: LocalPlate, indices: Any) -> Plan:
@@ -235,7 +260,7 @@ def batch_plan(plan: Plan, plate: LocalPlate, indices: Any) -> Plan:
     ----------
     plan : Plan
         The full plan, accepted by :func:`check_batchable`.
-    indices : integer host array, shape (|B|,)
+    indices : integer host array, shape (|B|,), or RowBlock
         Distinct plate positions (may be traced under ``jax.jit``: only its shape is static).
     """
     size = int(indices.shape[0])

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from ppl_vi.core import expfam
 from ppl_vi.core.cavi_acceleration import PLAIN_SWEEPS_FIRST, accelerated_step, check_acceleration, resolve_acceleration, scheduled
+from ppl_vi.core.cavi_blocks import with_blocks
 from ppl_vi.core.cavi_objective import Plan
 from ppl_vi.core.cavi_plan import build_plan
 from ppl_vi.core.cavi_result import inference_data, stop_reason
@@ -143,6 +144,20 @@ def _distribution(q_family: str, eta: Optional[tuple], mu: Optional[tuple] = Non
     return _DIST[q_family](**expfam.family(q_family).params_from_natural(eta), validate_args=False)
 
 
+def _cut_rows(a: jax.Array, start: Any, size: int, axis: int) -> jax.Array:
+    """Rows ``start .. start + size - 1`` of ``a`` along ``axis`` (a slice, not a gather)."""
+    return jax.lax.dynamic_slice_in_dim(a, start, size, axis)
+
+
+def _paste_rows(full: jax.Array, part: jax.Array, start: Any, axis: int) -> jax.Array:
+    """``full`` with the rows from ``start`` along ``axis`` replaced by ``part`` (in place under jit)."""
+    return jax.lax.dynamic_update_slice_in_dim(full, part, start, axis)
+
+
+def _fold(body: Callable, init: Any, count: int) -> Any:
+    return jax.lax.fori_loop(0, count, body, init)
+
+
 def _restart_keys(rng_key: jax.Array, num: int) -> list:
     """``list(jax.random.split(rng_key, num))`` by one program compiled for running once
     (eagerly, the split and the list's unstacking compiled with full optimization: about
@@ -209,7 +224,8 @@ class CAVI:
     def plan(self, *args: Any, **kwargs: Any) -> Plan:
         """Derive (or refuse) the CAVI plan of ``model(*args, **kwargs)``."""
         self._run_sites = run_sites(self.model, args, kwargs)
-        self._plan, _ = build_plan(self._run_sites, np.random.default_rng(0), to_jax, "numpyro")
+        plan, _ = build_plan(self._run_sites, np.random.default_rng(0), to_jax, "numpyro")
+        self._plan = with_blocks(plan, _cut_rows, _paste_rows, _fold)
         self.step_kind = resolve_acceleration(self._plan, self.acceleration)
         return self._plan
 
