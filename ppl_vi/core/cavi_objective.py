@@ -47,7 +47,8 @@ class Dependency:
     """How one parameter of a site is computed from (at most) one latent site.
 
     kind : ``"const"`` (``moments`` holds the moments), ``"gather"``
-    (``P[b] = coef[b] * atoms(z)[index[b]] + offset[b]``) or ``"dense"``
+    (``P[b] = coef[b] * atoms(z)[index[b]] + offset[b]``; ``offset`` is ``None``, i.e. 0,
+    for every role but the locations ``"real"`` and ``"vector"``) or ``"dense"``
     (``P = J z + offset`` of a one-atom latent). ``shape`` is the parameter's shape.
     ``enumerates``: for a gather whose ``index`` is ``arange`` over all of the latent's
     atoms along one axis (size 1 along the others) — a mixture's components selected

@@ -270,8 +270,11 @@ def _dependency(site, pname, role, specs, probes, run, values, dense_cache, prio
         log_coef = None
         if role == "precision_matrix" and spec.q_family == "Gamma":
             log_coef = to_backend(np.linalg.slogdet(coef)[1])
+        # only locations have an offset (``_acceptable`` checked that the others' is 0): a
+        # topic model's probabilities are data x topics, not copied to the host for nothing
+        offset = to_backend(gathered.offset) if role in ("real", "vector") else None
         return Dependency(
-            role, "gather", latent, index=to_backend(gathered.index), coef=to_backend(coef), offset=to_backend(gathered.offset),
+            role, "gather", latent, index=to_backend(gathered.index), coef=to_backend(coef), offset=offset,
             log_coef=log_coef, shape=reading0.shape,
             enumerates=_enumerating_axis(np.asarray(gathered.index), math.prod(spec.batch_shape)) if role == "simplex" else None,
         )

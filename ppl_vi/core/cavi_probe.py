@@ -144,20 +144,21 @@ def detect_gather(params: list, latents: list, param_atom_ndim: int, latent_atom
         if not np.allclose(ratio_z[pick], ratio_p, rtol=_RTOL, atol=_RTOL):
             return None
         index[moving] = pick
-    dz = (Z[1] - Z[0])[index]
     if Z[0].shape[-1] == 1:
-        coef = (P[1] - P[0]) / dz
+        coef = (P[1] - P[0]) / (Z[1] - Z[0])[index]
         coef[~moving] = 0.0
         coef_atom = coef
     else:
         coef = np.where(moving, dp1 / np.where(moving, dz1[index], 1.0), 0.0)
         coef_atom = coef[:, None]
-    offset = P[0] - coef_atom * Z[0][index]
-    # verified in blocks of about _BLOCK entries: no temporary of the parameter's size
+    # the offset is computed and verified in blocks of about _BLOCK entries: no temporary
+    # of the parameter's size (a topic model's is data x topics)
+    offset = np.empty(np.broadcast_shapes(P[0].shape, coef_atom.shape))
     atol = _RTOL * _magnitude(P[3])
     rows = max(1, _BLOCK // max(1, P[0].shape[-1]))
     for i in range(0, P[0].shape[0], rows):
         block = slice(i, i + rows)
+        np.subtract(P[0][block], coef_atom[block] * Z[0][index[block]], out=offset[block])
         if not np.allclose(coef_atom[block] * Z[3][index[block]] + offset[block], P[3][block], rtol=_RTOL, atol=atol):
             return None
     atom_shape = np.asarray(params[0]).shape[len(batch) :]

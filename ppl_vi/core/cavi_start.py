@@ -224,23 +224,40 @@ def _categorical_start(plan: Plan, spec: LatentSpec, rng: np.random.Generator, t
         shape = tuple(term.batch_shape)
         if plan.latents[dep.latent].q_family != "Dirichlet" or not _enumerated_layout(shape, spec):
             continue
-        index = _to_site_layout(to_numpy(dep.index), shape, spec)  # (N, K): the row each value selects
-        if np.all(index == index[:, :1]):
+        compact = to_numpy(dep.index)  # the row each value selects, broadcasting against ``shape``
+        if _constant_along(compact, len(shape) + spec.enum_dim, len(shape)):
             continue  # the site does not select the row
         prior = _dirichlet_prior(plan, dep.latent, to_numpy)
         if prior is None:
             continue
         values = _to_site_layout(to_numpy(term.value[1][0]), shape, spec)[:, 0].astype(np.int64)
-        rows = np.unique(index)
+        rows = np.unique(compact)  # the rows the broadcast index takes, from its compact form
         groups = _prior_groups(plan, spec, to_numpy)
         if groups is None or len(np.unique(groups)) < len(rows):
             groups = np.arange(values.shape[0])  # no grouping (e.g. shared mixture weights)
         concentration = seeded_rows(prior, rows, values, groups, rng, weights=_observation_weights(term, shape, spec, to_numpy))
         expected_log = digamma(concentration) - digamma(concentration.sum(-1, keepdims=True))
-        logits = expected_log[index, values[:, None]]
-        probs = np.exp(logits - logits.max(-1, keepdims=True))
-        return probs / probs.sum(-1, keepdims=True)
+        # (N, K), computed in place: a topic model's responsibilities are data x topics
+        probs = expected_log[_site_layout_view(compact, shape, spec), values[:, None]]
+        probs -= probs.max(-1, keepdims=True)
+        np.exp(probs, out=probs)
+        probs /= probs.sum(-1, keepdims=True)
+        return probs
     return None
+
+
+def _constant_along(index: np.ndarray, axis: int, ndim: int) -> bool:
+    """Whether ``index``, broadcast to ``ndim`` dims (from the right), is constant along ``axis``."""
+    full_axis = axis - (ndim - index.ndim)
+    if full_axis < 0 or index.shape[full_axis] == 1:
+        return True
+    return bool(np.all(index == np.take(index, [0], axis=full_axis)))
+
+
+def _site_layout_view(array: np.ndarray, shape: tuple, spec: LatentSpec) -> np.ndarray:
+    """:func:`_to_site_layout` as a view when the layout allows one (no copy of a broadcast)."""
+    full = np.moveaxis(np.broadcast_to(array, shape), spec.enum_dim, -1)
+    return full if full.ndim == 2 else full.reshape(-1, spec.support_size)
 
 
 def _observation_weights(term: Term, shape: tuple, spec: LatentSpec, to_numpy: Callable) -> Optional[np.ndarray]:
@@ -286,7 +303,10 @@ def initial_responsibilities(
     if probs is None:
         seeded = _categorical_start(plan, spec, rng, to_numpy) if seed_from_data else None
         probs = rng.dirichlet(np.ones(size), size=batch)
-        if seeded is not None:
-            probs = (1.0 - START_NOISE) * seeded.reshape(batch + (size,)) + START_NOISE * probs
+        if seeded is not None:  # (1 - START_NOISE) * seeded + START_NOISE * probs, in place
+            probs *= START_NOISE
+            seeded = seeded.reshape(batch + (size,))
+            seeded *= 1.0 - START_NOISE
+            probs += seeded
     probs = probs.reshape(batch + (size,))
     return probs[..., 1] if spec.q_family == "Bernoulli" else probs
