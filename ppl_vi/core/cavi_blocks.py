@@ -21,15 +21,20 @@ contiguous range of rows (:class:`~ppl_vi.core.ngsvi_batch.RowBlock`), so its ar
 slices, not gathers. The host supplies the slicing, the in-place write and the loop.
 
 Measured (NumPyro, LDA at 1,000 tokens per document: 876k distinct (document, word)
-pairs x 20 topics, one plain sweep, 2 shared cores): 160-166 ms whole, 94-95 ms in blocks
-of 16,384 rows; with glibc's huge pages (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``, fewer
-page faults) the whole sweep took 102-109 ms. Blocks of 2,048 rows cost 164 ms (the loop's
-overhead per block).
+pairs x 20 topics, one plain sweep, medians of 20, 2 shared cores): 153-160 ms whole,
+59-70 ms in blocks of 26,214 rows (:data:`BLOCK_ENTRIES`), 69-76 ms in blocks half that
+size and 69-72 ms in blocks twice that size; with glibc's huge pages
+(``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``: fewer page faults) the whole sweep took
+91-109 ms. On the 100k-point mixture with 10 components (two blocks) a blocked sweep took
+3.9 ms against 3.3-3.6 ms whole, hence :data:`MIN_ENTRIES`.
 
-A plan is swept in blocks (:func:`with_blocks`) when its discrete sites share a plate
-that :func:`~ppl_vi.core.ngsvi_batch.check_batchable` accepts (rows independent given the
-sites outside it), no continuous latent sits in that plate, and the discrete sites'
-probabilities have at least :data:`MIN_ENTRIES` entries.
+A plan is swept in blocks (:func:`with_blocks`) when its discrete sites are Categorical
+and share a plate that :func:`~ppl_vi.core.ngsvi_batch.check_batchable` accepts (rows
+independent given the sites outside it; of several shared plates, the largest is tried),
+no continuous latent sits in that plate, and the discrete sites' probabilities have at
+least :data:`MIN_ENTRIES` entries. The ELBO after the sweep reads the last discrete site's
+terms through its update's log normalizers, block by block; with several discrete sites
+the others' entropies are computed from their whole arrays.
 """
 
 from __future__ import annotations
@@ -57,6 +62,10 @@ BLOCK_ENTRIES = 1 << 19
 class RowBlocks:
     """How a sweep visits the rows of ``plate`` (host operations included).
 
+    Attributes
+    ----------
+    plate : LocalPlate
+        The plate whose rows are visited in blocks.
     rows : int
         Rows per block (the last block takes the remainder).
     cut : callable
@@ -78,23 +87,25 @@ def blocked_plate(plan: Plan) -> Optional[LocalPlate]:
     """The plate a sweep of ``plan`` may visit in blocks, or ``None`` (module docstring).
 
     Of the plates every discrete site sits in, the largest; the plate's sites are the
-    program's sites that sit in it.
+    program's sites that sit in it. A Bernoulli site is not visited in blocks: a blocked
+    update keeps only mean parameters, and a saturated Bernoulli's entropy needs its
+    natural ones.
     """
     discrete = [spec for spec in plan.latents.values() if spec.discrete]
-    if not discrete:
+    if not discrete or any(spec.q_family != "Categorical" for spec in discrete):
         return None
     shared = set.intersection(*(set(spec.plates) for spec in discrete))
     sizes = {}
-    for name, dim in shared:
+    for plate_name, dim in shared:
         found = {spec.batch_shape[dim] for spec in discrete if len(spec.batch_shape) >= -dim}
         if len(found) == 1:
-            sizes[(name, dim)] = found.pop()
+            sizes[(plate_name, dim)] = found.pop()
     if not sizes:
         return None
-    name, dim = max(sizes, key=lambda plate: (sizes[plate], plate[1]))
-    sites = frozenset(term.name for term in plan.terms if (name, dim) in term.plates)
-    plate = LocalPlate(name, dim, int(sizes[(name, dim)]), sites)
-    if plate.size < 2 or any(not spec.discrete for name, spec in plan.latents.items() if name in sites):
+    plate_name, dim = max(sizes, key=lambda plate: (sizes[plate], plate[1]))
+    sites = frozenset(term.name for term in plan.terms if (plate_name, dim) in term.plates)
+    plate = LocalPlate(plate_name, dim, int(sizes[(plate_name, dim)]), sites)
+    if plate.size < 2 or any(not spec.discrete for site, spec in plan.latents.items() if site in sites):
         return None
     try:
         check_batchable(plan, plate)
@@ -153,7 +164,7 @@ def block_of(plan: Plan, block: RowBlock, mu: dict) -> tuple[Plan, dict]:
 def site_gradient(plan: Plan, mu: dict, name: str, grad: Callable) -> tuple:
     """``grad_{mu_name} F`` of a site outside the blocked plate: its terms outside the plate
     at once, those inside block by block (:func:`over_blocks`)."""
-    _, outside = _split(plan)
+    inside, outside = _split(plan)
     spec = plan.latents[name]
 
     def gradient(part: Plan, m: dict) -> tuple:
@@ -168,4 +179,6 @@ def site_gradient(plan: Plan, mu: dict, name: str, grad: Callable) -> tuple:
         part, rows = block_of(plan, block, mu)
         return tuple(a + g for a, g in zip(acc, gradient(part, rows)))
 
+    if not any(touches(term, spec) for term in inside.terms):
+        return total
     return over_blocks(plan, add, total)

@@ -270,8 +270,9 @@ def _dependency(site, pname, role, specs, probes, run, values, dense_cache, prio
         log_coef = None
         if role == "precision_matrix" and spec.q_family == "Gamma":
             log_coef = to_backend(np.linalg.slogdet(coef)[1])
-        # only locations have an offset (``_acceptable`` checked that the others' is 0): a
-        # topic model's probabilities are data x topics, not copied to the host for nothing
+        # only locations have an offset (``_acceptable`` checked that the others' is 0, to
+        # 1e-8 of the parameter's magnitude): a topic model's probabilities are data x
+        # topics, whose zero offsets are not copied to the device
         offset = to_backend(gathered.offset) if role in ("real", "vector") else None
         return Dependency(
             role, "gather", latent, index=to_backend(gathered.index), coef=to_backend(coef), offset=offset,

@@ -266,7 +266,7 @@ def batch_plan(plan: Plan, plate: LocalPlate, indices: Any) -> Plan:
     size = int(indices.shape[0])
     latents = {n: _batch_latent(s, plate, indices, size) if n in plate.sites else s for n, s in plan.latents.items()}
     terms = tuple(_batch_term(t, plan, plate, indices, size) if t.name in plate.sites else t for t in plan.terms)
-    return replace(plan, latents=latents, terms=terms)
+    return replace(plan, latents=latents, terms=terms, blocks=None)
 
 
 def gather_rows(plan: Plan, plate: LocalPlate, names: tuple, tree: Mapping[str, tuple], indices: Any) -> dict:

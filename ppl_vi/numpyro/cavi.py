@@ -155,6 +155,7 @@ def _paste_rows(full: jax.Array, part: jax.Array, start: Any, axis: int) -> jax.
 
 
 def _fold(body: Callable, init: Any, count: int) -> Any:
+    """``body(i, carry) -> carry`` for ``i = 0 .. count - 1`` (one loop in the program)."""
     return jax.lax.fori_loop(0, count, body, init)
 
 
@@ -350,7 +351,11 @@ class CAVI:
         # again: its first two sweeps' are the state's and the first sweep's, its stabilising
         # sweep's the extrapolation's output, whose every site the extrapolation computes
         # anew (move_continuous), so no donated buffer is one it still holds; the
-        # extrapolation's own inputs are not donated.
+        # extrapolation's own inputs are not donated. The acceptance takes the stabilising
+        # sweep's state donated, the state it keeps written over it (nothing reads it after;
+        # the second sweep's, the fallback, is only read): a SQUAREM step on 876k LDA pairs
+        # x 20 topics took 248-256 ms instead of 272-283 ms, the accepted state no longer
+        # fresh memory.
         programs = (
             BackgroundCompilation(
                 vectorized(lambda rest, mean: self._update(rest._replace(mean=mean), first_kind)), rest, mean,
@@ -368,7 +373,7 @@ class CAVI:
         swept = (natural, mean, scalar)
         return programs + (
             BackgroundCompilation(vectorized(extrapolate_fn), natural, natural, natural, mean, scalar, after=programs[0], compiler_options=options),
-            BackgroundCompilation(vectorized(finish), rest, swept, swept, scalar, scalar, after=programs[0], compiler_options=options),
+            BackgroundCompilation(vectorized(finish), rest, swept, swept, scalar, scalar, after=programs[0], donate_argnums=1, compiler_options=options),
         )
 
     def compiled_update(self, state: CAVIState) -> Callable[[CAVIState], tuple[CAVIState, CAVIInfo]]:

@@ -17,7 +17,7 @@ import numpyro.distributions as dist
 import pytest
 
 import models
-from ppl_vi.core.cavi_blocks import blocked_plate, with_blocks
+from ppl_vi.core.cavi_blocks import BLOCK_ENTRIES, MIN_ENTRIES, blocked_plate, with_blocks
 from ppl_vi.core.cavi_objective import expected_log_joint
 from ppl_vi.core.cavi_sweep import kept_natural, sweep
 from ppl_vi.core.ngsvi_batch import RowBlock, batch_plan, gather_rows
@@ -74,6 +74,18 @@ def test_gmm_blocked_sweep_equals_whole_sweep():
     _assert_blocked_equals_whole(zoo.numpyro_model, 23, **zoo.data("numpyro", seed=0, num_data=100))
 
 
+def test_nested_plate_lda_blocked_over_tokens_equals_whole_sweep():
+    """Tokens nested in documents: the tokens plate is blocked, the documents' topic
+    proportions (a plated continuous site outside it) get gradients summed over blocks."""
+    from benchmarks.ngsvi_lda import lda_docs
+
+    words = jnp.asarray(np.random.default_rng(3).integers(0, 9, size=(40, 5)))
+    data = dict(words=words, num_topics=3, vocab_size=9, alpha=0.5, eta=0.3)
+    plate = blocked_plate(CAVI(lda_docs).plan(**data))
+    assert plate.name == "tokens" and plate.size == 40 and plate.sites == frozenset({"assignment", "words"})
+    _assert_blocked_equals_whole(lda_docs, 7, **data)
+
+
 def test_row_block_cuts_the_rows_that_indices_take():
     zoo = models.get("lda")
     raw = zoo.generate_data(1, num_docs=10, num_topics=3, vocab_size=12, doc_length=20)
@@ -93,6 +105,19 @@ def test_row_block_cuts_the_rows_that_indices_take():
     mu_index = gather_rows(plan, plate, locals_, state.mean, jnp.arange(5, 12))
     np.testing.assert_array_equal(np.asarray(mu_block["assignment"][0]), np.asarray(state.mean["assignment"][0][5:12]))
     assert float(expected_log_joint(by_block, mu_block)) == pytest.approx(float(expected_log_joint(by_index, mu_index)), rel=1e-12)
+
+
+def test_default_threshold_blocks_large_plans_only():
+    """``CAVI.plan`` blocks LDA's pairs from :data:`MIN_ENTRIES` entries (pairs x topics),
+    :data:`BLOCK_ENTRIES` of them per block."""
+    zoo = models.get("lda")
+    for doc_length in (40, 70):
+        raw = zoo.generate_data(0, num_docs=2000, vocab_size=1000, num_topics=20, doc_length=doc_length)
+        plan = CAVI(zoo.numpyro_model).plan(**models.to_backend(zoo.extras["pair_counts"](raw), "numpyro"))
+        entries = plan.latents["assignment"].batch_shape[0] * 20
+        assert (entries >= MIN_ENTRIES) == (doc_length == 70)
+        assert (plan.blocks is not None) == (entries >= MIN_ENTRIES)
+    assert plan.blocks.rows == BLOCK_ENTRIES // 20 and plan.blocks.plate.name == "tokens"
 
 
 def test_which_plans_are_blocked():
@@ -118,6 +143,23 @@ def local_precisions(x):
         z = numpyro.sample("z", dist.Categorical(weights), infer={"enumerate": "parallel"})
         tau = numpyro.sample("tau", dist.Gamma(2.0, 2.0))
         numpyro.sample("x", dist.Normal(jnp.asarray([-1.0, 1.0])[z], tau**-0.5), obs=x)
+
+
+def bernoulli_mixture(x):
+    p = numpyro.sample("p", dist.Beta(1.0, 1.0))
+    with numpyro.plate("data", x.shape[0]):
+        z = numpyro.sample("z", dist.Bernoulli(p), infer={"enumerate": "parallel"})
+        numpyro.sample("x", dist.Normal(2.0 * z - 1.0, 1.0), obs=x)
+
+
+def test_a_bernoulli_site_is_not_blocked():
+    """A blocked update keeps mean parameters only; a saturated Bernoulli's entropy needs
+    its natural ones (probabilities 0 and 1 at data far out): swept whole."""
+    x = jnp.asarray(np.concatenate([np.full(20, -50.0), np.full(20, 50.0)]))
+    cavi = CAVI(bernoulli_mixture)
+    assert blocked_plate(cavi.plan(x)) is None
+    result = cavi.run(jax.random.PRNGKey(0), x, num_steps=20)
+    assert result.converged and np.all(np.isfinite(result.elbo))
 
 
 def test_a_plate_with_a_continuous_latent_is_not_blocked():
