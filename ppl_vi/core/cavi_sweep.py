@@ -40,29 +40,26 @@ def _gradient(plan: Plan, mu: dict, name: str, grad: Grad) -> tuple:
 
 
 def _update_blocked(plan: Plan, name: str, eta: dict, mu: dict, grad: Grad) -> Any:
-    """:func:`_update_site` for a discrete site of the blocked plate, block by block: each
-    block's probabilities written into the site's arrays; its natural parameters left out
-    (:func:`kept_natural`)."""
+    """:func:`_update_site` for a (Categorical) site of the blocked plate, block by block:
+    each block's probabilities written into the site's array; its natural parameters left
+    out (:func:`kept_natural`)."""
     plate = plan.blocks.plate
     paste = plan.blocks.paste
 
     def update(block: Any, carry: tuple) -> tuple:
-        arrays, total = carry
+        probs, total = carry
         part, rows = block_of(plan, block, mu)
         spec = part.latents[name]
         gradient = tuple(grad(lambda stats: expected_log_joint(part, {**rows, name: stats}, only=name), tuple(rows[name])))
-        _, new, log_normalizer = _optimum(spec, gradient)
-        axis = len(spec.batch_shape) + plate.dim
-        arrays = tuple(paste(full, piece, block.start, axis) for full, piece in zip(arrays, new))
-        if log_normalizer is not None:
-            total = total + namespace(log_normalizer).sum(spec.scale * log_normalizer[..., 0])
-        return arrays, total
+        log_normalizer, new = categorical_update(spec, gradient)
+        probs = paste(probs, new, block.start, len(spec.batch_shape) + plate.dim)
+        return probs, total + namespace(log_normalizer).sum(spec.scale * log_normalizer[..., 0])
 
     xp = namespace(mu[name][0])
-    arrays, total = over_blocks(plan, update, (tuple(mu[name]), xp.zeros((), dtype=mu[name][0].dtype)))
-    mu[name] = arrays
+    probs, total = over_blocks(plan, update, (mu[name][0], xp.zeros((), dtype=mu[name][0].dtype)))
+    mu[name] = (probs,)
     eta.pop(name, None)
-    return total if plan.latents[name].q_family == "Categorical" else None
+    return total
 
 
 def _update_site(plan: Plan, name: str, eta: dict, mu: dict, grad: Grad) -> Any:
