@@ -11,9 +11,9 @@ mostly in cache):
 
 * a continuous site's gradient is its terms outside the plate, at once, plus the terms
   inside the plate summed block by block (each block's plan cut by
-  :func:`~ppl_vi.core.ngsvi_batch.batch_plan`);
+  :func:`~ppl_vi.core.ngsvi_batch.batch_plan`; :func:`blocked_gradient`);
 * a discrete site of the plate is updated block by block, each block's probabilities
-  written into the site's array in place.
+  written into the site's array in place (:func:`blocked_categorical_update`).
 
 The result is the same sweep: only the order of the sums changes (``tests/core/
 test_cavi_blocks.py`` checks it to 1e-10 against the whole sweep). A block is a
@@ -44,10 +44,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
 from ppl_vi.core._xp import namespace
-from ppl_vi.core.cavi_objective import Plan, expected_log_joint, touches
+from ppl_vi.core.cavi_objective import Plan, categorical_update, normalizer_total, site_gradient, touches
 from ppl_vi.core.ngsvi_batch import LocalPlate, RowBlock, batch_plan, check_batchable, gather_rows
 
-__all__ = ["RowBlocks", "MIN_ENTRIES", "BLOCK_ENTRIES", "blocked_plate", "with_blocks", "over_blocks", "block_of", "site_gradient"]
+__all__ = ["RowBlocks", "MIN_ENTRIES", "BLOCK_ENTRIES", "blocked_plate", "with_blocks", "blocked_gradient", "blocked_categorical_update"]
 
 MIN_ENTRIES = 1 << 21
 """Sweep in blocks from this many entries of the discrete sites' probabilities (16 MB of
@@ -141,7 +141,7 @@ def _split(plan: Plan) -> tuple[Plan, Plan]:
     return inside, outside
 
 
-def over_blocks(plan: Plan, body: Callable[[RowBlock, Any], Any], init: Any) -> Any:
+def _over_blocks(plan: Plan, body: Callable[[RowBlock, Any], Any], init: Any) -> Any:
     """``body(block, carry) -> carry`` over the blocks of ``plan.blocks``, in row order."""
     blocks = plan.blocks
     rows, size = blocks.rows, blocks.plate.size
@@ -152,33 +152,49 @@ def over_blocks(plan: Plan, body: Callable[[RowBlock, Any], Any], init: Any) -> 
     return carry
 
 
-def block_of(plan: Plan, block: RowBlock, mu: dict) -> tuple[Plan, dict]:
-    """The plan of ``block``'s rows (the blocked plate's terms only) and ``mu`` with the
-    plate's sites cut to them."""
-    inside, _ = _split(plan)
+def _block_of(plan: Plan, inside: Plan, block: RowBlock, mu: dict) -> tuple[Plan, dict]:
+    """The plan of ``block``'s rows (``inside``: the blocked plate's terms, :func:`_split`)
+    and ``mu`` with the plate's sites cut to them."""
     plate = plan.blocks.plate
     local = tuple(name for name in plan.latents if name in plate.sites)
     return batch_plan(inside, plate, block), gather_rows(plan, plate, local, mu, block)
 
 
-def site_gradient(plan: Plan, mu: dict, name: str, grad: Callable) -> tuple:
+def blocked_gradient(plan: Plan, mu: dict, name: str, grad: Callable) -> tuple:
     """``grad_{mu_name} F`` of a site outside the blocked plate: its terms outside the plate
-    at once, those inside block by block (:func:`over_blocks`)."""
+    at once, those inside block by block (:func:`~ppl_vi.core.cavi_objective.site_gradient`
+    of each part)."""
     inside, outside = _split(plan)
     spec = plan.latents[name]
-
-    def gradient(part: Plan, m: dict) -> tuple:
-        return tuple(grad(lambda stats: expected_log_joint(part, {**m, name: stats}, only=name), tuple(mu[name])))
-
     if any(touches(term, spec) for term in outside.terms):
-        total = gradient(outside, mu)
+        total = site_gradient(outside, mu, name, grad)
     else:
         total = tuple(namespace(s).zeros_like(s) for s in mu[name])
-
-    def add(block: RowBlock, acc: tuple) -> tuple:
-        part, rows = block_of(plan, block, mu)
-        return tuple(a + g for a, g in zip(acc, gradient(part, rows)))
-
     if not any(touches(term, spec) for term in inside.terms):
         return total
-    return over_blocks(plan, add, total)
+
+    def add(block: RowBlock, acc: tuple) -> tuple:
+        part, rows = _block_of(plan, inside, block, mu)
+        return tuple(a + g for a, g in zip(acc, site_gradient(part, rows, name, grad)))
+
+    return _over_blocks(plan, add, total)
+
+
+def blocked_categorical_update(plan: Plan, mu: dict, name: str, grad: Callable) -> tuple[Any, Any]:
+    """A Categorical site of the blocked plate set to its optimum block by block: its
+    probabilities (each block's written into the site's array, in place under ``jit``) and
+    ``sum(scale * log_normalizer)`` over its batch (as the whole update's,
+    :func:`~ppl_vi.core.cavi_objective.categorical_update`)."""
+    inside, _ = _split(plan)
+    paste, dim = plan.blocks.paste, plan.blocks.plate.dim
+
+    def update(block: RowBlock, carry: tuple) -> tuple:
+        probs, total = carry
+        part, rows = _block_of(plan, inside, block, mu)
+        spec = part.latents[name]
+        log_normalizer, new = categorical_update(spec, site_gradient(part, rows, name, grad))
+        probs = paste(probs, new, block.start, len(spec.batch_shape) + dim)
+        return probs, total + normalizer_total(spec, log_normalizer)
+
+    probs = mu[name][0]
+    return _over_blocks(plan, update, (probs, namespace(probs).zeros((), dtype=probs.dtype)))

@@ -39,7 +39,7 @@ from ppl_vi.core.conjugate import RULES, SimplexMoments, gather_atoms
 Array = Any
 MeanParams = Mapping[str, tuple]
 
-__all__ = ["Dependency", "LatentSpec", "Term", "Plan", "expected_log_joint", "elbo", "natural_update", "categorical_log_normalizer", "categorical_update", "touches"]
+__all__ = ["Dependency", "LatentSpec", "Term", "Plan", "expected_log_joint", "elbo", "natural_update", "categorical_log_normalizer", "categorical_update", "normalizer_total", "touches", "site_gradient"]
 
 
 @dataclass(frozen=True)
@@ -311,6 +311,12 @@ def expected_log_joint(plan: Plan, mu: MeanParams, only: Optional[str] = None, w
     return total
 
 
+def site_gradient(plan: Plan, mu: MeanParams, name: str, grad: Any) -> tuple:
+    """``grad_{mu_name} F``: the gradient, with respect to the site's mean parameters, of
+    the terms that touch it (``grad(fn, x)``: the host's autodiff)."""
+    return tuple(grad(lambda stats: expected_log_joint(plan, {**mu, name: stats}, only=name), tuple(mu[name])))
+
+
 def _scale_for_stat(spec: LatentSpec, stat_ndim: int) -> Any:
     """The site's scale, broadcastable against a statistic with ``stat_ndim`` event dims.
 
@@ -345,6 +351,13 @@ def categorical_update(spec: LatentSpec, grad: tuple) -> tuple[Array, Array]:
     :mod:`ppl_vi.core._xp`); shapes ``batch + (1,)`` and ``batch + (K,)``."""
     logits = _categorical_logits(spec, grad)
     return special(logits).log_normalize(logits)
+
+
+def normalizer_total(spec: LatentSpec, log_normalizer: Array) -> Array:
+    """``sum(scale * log_normalizer)`` over a Categorical site's batch (``log_normalizer``
+    of shape ``batch + (1,)``, :func:`categorical_update`'s): what the site's terms and
+    entropy add up to right after its update (:func:`ppl_vi.core.cavi_sweep.sweep`)."""
+    return namespace(log_normalizer).sum(spec.scale * log_normalizer[..., 0])
 
 
 def natural_update(spec: LatentSpec, grad: tuple, log_normalizer: Optional[Array] = None) -> tuple:

@@ -84,7 +84,7 @@ class SiteInfo:
     (``Normal`` ``scale`` is reported as is). ``reinterpreted_ndims`` counts
     ``to_event`` dimensions; ``scale`` includes any mask; ``log_prob`` is the site's
     scaled log-density sum (used for constant sites of unsupported families);
-    ``plate_dims`` and ``plates`` (``(name, dim)`` pairs) describe its vectorized plates.
+    ``plates`` are the ``(name, dim)`` of its vectorized plates (``dim`` negative).
     """
 
     name: str
@@ -96,7 +96,6 @@ class SiteInfo:
     event_shape: tuple
     reinterpreted_ndims: int = 0
     scale: Any = 1.0
-    plate_dims: tuple = ()
     plates: tuple = ()
     support_size: Optional[int] = None
     log_prob: float = 0.0
@@ -167,7 +166,7 @@ def build_plan(
         Name -> NumPy value of every continuous latent in a prior draw (a start).
     """
     prior = run(None, 0)
-    nesting = max([-min(s.plate_dims) for s in prior.values() if s.plate_dims] + [0])
+    nesting = max([-dim for s in prior.values() for _, dim in s.plates] + [0])
     latent_sites = [s for s in prior.values() if not s.observed]
     specs: dict[str, LatentSpec] = {}
     values: dict[str, np.ndarray] = {}

@@ -184,7 +184,8 @@ def _enumerated_layout(shape: tuple, spec: LatentSpec) -> bool:
 
 
 def _to_site_layout(array: np.ndarray, shape: tuple, spec: LatentSpec) -> np.ndarray:
-    """An array of a term's batch ``shape`` as ``(prod(batch), K)`` (K the enumeration dim)."""
+    """An array of a term's batch ``shape`` as ``(prod(batch), K)`` (K the enumeration dim);
+    a view of ``array`` when the term has one batch dim besides K (no copy of the broadcast)."""
     full = np.broadcast_to(array, shape)
     return np.moveaxis(full, spec.enum_dim, -1).reshape(-1, spec.support_size)
 
@@ -238,7 +239,7 @@ def _categorical_start(plan: Plan, spec: LatentSpec, rng: np.random.Generator, t
         concentration = seeded_rows(prior, rows, values, groups, rng, weights=_observation_weights(term, shape, spec, to_numpy))
         expected_log = digamma(concentration) - digamma(concentration.sum(-1, keepdims=True))
         # (N, K), computed in place: a topic model's responsibilities are data x topics
-        probs = expected_log[_site_layout_view(compact, shape, spec), values[:, None]]
+        probs = expected_log[_to_site_layout(compact, shape, spec), values[:, None]]
         probs -= probs.max(-1, keepdims=True)
         np.exp(probs, out=probs)
         probs /= probs.sum(-1, keepdims=True)
@@ -252,12 +253,6 @@ def _constant_along(index: np.ndarray, axis: int, ndim: int) -> bool:
     if full_axis < 0 or index.shape[full_axis] == 1:
         return True
     return bool(np.all(index == np.take(index, [0], axis=full_axis)))
-
-
-def _site_layout_view(array: np.ndarray, shape: tuple, spec: LatentSpec) -> np.ndarray:
-    """:func:`_to_site_layout` as a view when the layout allows one (no copy of a broadcast)."""
-    full = np.moveaxis(np.broadcast_to(array, shape), spec.enum_dim, -1)
-    return full if full.ndim == 2 else full.reshape(-1, spec.support_size)
 
 
 def _observation_weights(term: Term, shape: tuple, spec: LatentSpec, to_numpy: Callable) -> Optional[np.ndarray]:

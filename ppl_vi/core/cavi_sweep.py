@@ -14,8 +14,8 @@ from typing import Any, Callable, Mapping
 
 from ppl_vi.core import expfam
 from ppl_vi.core._xp import namespace
-from ppl_vi.core.cavi_blocks import block_of, over_blocks, site_gradient
-from ppl_vi.core.cavi_objective import LatentSpec, Plan, categorical_update, elbo, entropy, expected_log_joint, natural_update
+from ppl_vi.core.cavi_blocks import blocked_categorical_update, blocked_gradient
+from ppl_vi.core.cavi_objective import LatentSpec, Plan, categorical_update, elbo, entropy, expected_log_joint, natural_update, normalizer_total, site_gradient
 
 __all__ = ["sweep", "relative_change", "kept_natural", "full_natural", "Grad"]
 
@@ -32,47 +32,23 @@ def _optimum(spec: LatentSpec, gradient: tuple) -> tuple[tuple, tuple, Any]:
     return natural_update(spec, gradient, log_normalizer), (probs,), log_normalizer
 
 
-def _gradient(plan: Plan, mu: dict, name: str, grad: Grad) -> tuple:
-    """``grad_{mu_name} F``, of the terms that touch ``name``."""
-    if plan.blocks is not None:
-        return site_gradient(plan, mu, name, grad)
-    return tuple(grad(lambda stats: expected_log_joint(plan, {**mu, name: stats}, only=name), tuple(mu[name])))
-
-
-def _update_blocked(plan: Plan, name: str, eta: dict, mu: dict, grad: Grad) -> Any:
-    """:func:`_update_site` for a (Categorical) site of the blocked plate, block by block:
-    each block's probabilities written into the site's array; its natural parameters left
-    out (:func:`kept_natural`)."""
-    plate = plan.blocks.plate
-    paste = plan.blocks.paste
-
-    def update(block: Any, carry: tuple) -> tuple:
-        probs, total = carry
-        part, rows = block_of(plan, block, mu)
-        spec = part.latents[name]
-        gradient = tuple(grad(lambda stats: expected_log_joint(part, {**rows, name: stats}, only=name), tuple(rows[name])))
-        log_normalizer, new = categorical_update(spec, gradient)
-        probs = paste(probs, new, block.start, len(spec.batch_shape) + plate.dim)
-        return probs, total + namespace(log_normalizer).sum(spec.scale * log_normalizer[..., 0])
-
-    xp = namespace(mu[name][0])
-    probs, total = over_blocks(plan, update, (mu[name][0], xp.zeros((), dtype=mu[name][0].dtype)))
-    mu[name] = (probs,)
-    eta.pop(name, None)
-    return total
-
-
 def _update_site(plan: Plan, name: str, eta: dict, mu: dict, grad: Grad) -> Any:
     """Set ``q_name`` to its optimum in place; return, for a Categorical site,
     ``sum(scale * log_normalizer)`` over its batch (its update's, :func:`categorical_update`),
-    ``None`` for other sites."""
+    ``None`` for other sites. With ``plan.blocks`` (:mod:`ppl_vi.core.cavi_blocks`) the
+    blocked plate's rows are visited block by block; a site of that plate keeps no natural
+    parameters (:func:`kept_natural`)."""
     spec = plan.latents[name]
     if plan.blocks is not None and name in plan.blocks.plate.sites:
-        return _update_blocked(plan, name, eta, mu, grad)
-    eta[name], mu[name], log_normalizer = _optimum(spec, _gradient(plan, mu, name, grad))
+        probs, total = blocked_categorical_update(plan, mu, name, grad)
+        mu[name] = (probs,)
+        eta.pop(name, None)
+        return total
+    gradient = blocked_gradient(plan, mu, name, grad) if plan.blocks is not None else site_gradient(plan, mu, name, grad)
+    eta[name], mu[name], log_normalizer = _optimum(spec, gradient)
     if log_normalizer is None:
         return None
-    return namespace(log_normalizer).sum(spec.scale * log_normalizer[..., 0])
+    return normalizer_total(spec, log_normalizer)
 
 
 def _elbo_after_update(plan: Plan, mu: dict, eta: dict, name: str, normalizer_total: Any) -> Any:

@@ -37,7 +37,7 @@ import numpy as np
 
 from ppl_vi.core import expfam
 from ppl_vi.core._xp import namespace
-from ppl_vi.core.cavi_objective import Plan, expected_log_joint, natural_update
+from ppl_vi.core.cavi_objective import Plan, natural_update, site_gradient
 from ppl_vi.core.ngsvi_batch import LocalPlate, Scatter, batch_plan, check_batchable, check_indices, gather_rows, local_plate, scatter_rows
 
 __all__ = [
@@ -211,9 +211,7 @@ def weighted_plan(plan: Plan, plate: LocalPlate, weight: Any) -> Plan:
 
 def optimal_natural(plan: Plan, name: str, mu: Mapping[str, tuple], grad: Grad) -> tuple:
     """CAVI-optimal natural parameter of site ``name`` given the others' mean parameters."""
-    spec = plan.latents[name]
-    objective = lambda stats: expected_log_joint(plan, {**mu, name: stats}, only=name)  # noqa: E731
-    return natural_update(spec, tuple(grad(objective, tuple(mu[name]))))
+    return natural_update(plan.latents[name], site_gradient(plan, mu, name, grad))
 
 
 def blend(eta: tuple, eta_hat: tuple, rho: Any) -> tuple:

@@ -68,7 +68,6 @@ def _read_site(site: dict, with_params: bool) -> tuple[dict, dict]:
         "batch_shape": tuple(site["fn"].batch_shape),
         "event_shape": tuple(site["fn"].event_shape),
         "reinterpreted_ndims": reinterpreted,
-        "plate_dims": tuple(f.dim for f in site["cond_indep_stack"] if f.dim is not None),
         "plates": tuple((f.name, f.dim) for f in site["cond_indep_stack"] if f.dim is not None),
         "support_size": int(jnp.shape(getattr(base, _ATTRS["Categorical"]["probs"]))[-1]) if family == "Categorical" else None,
     }

@@ -97,7 +97,6 @@ def _site_info(site: dict, observed: bool) -> SiteInfo:
         event_shape=tuple(site["fn"].event_shape),
         reinterpreted_ndims=reinterpreted,
         scale=scale,
-        plate_dims=tuple(f.dim for f in site["cond_indep_stack"] if f.vectorized and f.dim is not None),
         plates=tuple((f.name, f.dim) for f in site["cond_indep_stack"] if f.vectorized and f.dim is not None),
         support_size=int(params["probs"].shape[-1]) if family == "Categorical" else None,
         log_prob=log_prob,
